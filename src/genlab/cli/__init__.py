@@ -1,0 +1,1 @@
+"""The `genlab` command line."""

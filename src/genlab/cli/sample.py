@@ -1,0 +1,101 @@
+"""`genlab sample`: draw images from a trained checkpoint."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import GenlabError
+from ..train.checkpoint import sampling_model
+from ..train.device import pick_device
+from ..viz.grid import save_gif, save_grid, save_strip
+from .common import generator, positive
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("sample", help="generate images from a trained checkpoint")
+    p.add_argument("--checkpoint", required=True, help="run folder written by `genlab train`")
+    p.add_argument("--num-images", type=positive(), default=64)
+    p.add_argument("--out", default=None, help="output folder (default: <checkpoint>/generated)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--image-size", type=int, default=None, help="expected image size (checked against the model)")
+    p.add_argument("--channels", type=int, default=None, help="expected channels (checked against the model)")
+    g = p.add_argument_group("diffusion")
+    g.add_argument("--sampler", default=None, help="ddpm | ddim | dpmpp (default: the model's)")
+    g.add_argument("--steps", type=positive(), default=None, help="network evaluations (default: all T for ddpm)")
+    g.add_argument("--eta", type=float, default=None, help="DDIM noise (0 = deterministic)")
+    g.add_argument("--class", dest="label", type=int, default=None, help="class index to generate")
+    g.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    g.add_argument("--show-intermediate", action="store_true", help="save the denoising strip x_T ... x_0")
+    g.add_argument("--gif", action="store_true", help="save a GIF of the reverse process")
+    p.set_defaults(func=run)
+
+
+def check_shape(model, args) -> None:
+    cfg = model.cfg
+    for name in ("image_size", "channels"):
+        want = getattr(args, name, None)
+        have = getattr(cfg, name, None)
+        if want is not None and have is not None and want != have:
+            raise GenlabError(f"--{name.replace('_', '-')} {want} does not match the checkpoint, whose model "
+                              f"makes {cfg.channels}x{cfg.image_size}x{cfg.image_size} images")
+
+
+def run(args) -> int:
+    device = pick_device(args.device)
+    model, config = sampling_model(args.checkpoint, device)
+    if not model.can_sample:
+        raise GenlabError(f"{args.checkpoint} holds a '{model.family}' model, which cannot generate samples")
+    check_shape(model, args)
+    out = Path(args.out or Path(args.checkpoint) / "generated")
+    out.mkdir(parents=True, exist_ok=True)
+    kw = {}
+    diffusion_only = {"sampler": args.sampler, "steps": args.steps, "eta": args.eta, "guidance": args.guidance}
+    if model.family == "diffusion":
+        kw = {k: v for k, v in diffusion_only.items() if v is not None}
+        if args.label is not None:
+            kw["y"] = torch.full((args.num_images,), args.label, dtype=torch.long)
+        if args.show_intermediate or args.gif:
+            kw["return_intermediates"] = 10 if not args.gif else 50
+    else:
+        given = [k for k, v in diffusion_only.items() if v is not None] + (["class"] if args.label is not None else [])
+        if given or args.show_intermediate or args.gif:
+            raise GenlabError(f"--{', --'.join(given) or 'show-intermediate/--gif'} only apply to diffusion "
+                              f"checkpoints; {args.checkpoint} holds a '{model.family}' model")
+    if hasattr(model, "render_samples") or model.family == "discrete":
+        return _sample_generic(model, args, out, kw)
+    g = generator(args.seed)
+    t0 = time.time()
+    total = (kw.get("steps") or model.schedule.T if model.family == "diffusion" else 0)
+    with tqdm(total=total, disable=not total, unit="step", desc="sampling") as bar:
+        if total:
+            kw["progress"] = bar.update
+        result = model.sample(args.num_images, generator=g, **kw)
+    seconds = time.time() - t0
+    images, frames = result if isinstance(result, tuple) else (result, None)
+    print(f"{args.num_images} images in {seconds:.1f} s ({args.num_images / seconds:.1f} images/s)")
+    print(f"wrote {save_grid(images, out / 'grid.png')}")
+    if frames:
+        k = min(8, args.num_images)
+        if args.show_intermediate:
+            idx = torch.linspace(0, len(frames) - 1, min(11, len(frames))).round().long()
+            rows = [torch.stack([frames[int(j)][i] for j in idx]) for i in range(k)]
+            print(f"wrote {save_strip(rows, out / 'denoising_strip.png')}")
+        if args.gif:
+            print(f"wrote {save_gif([f[:16] for f in frames], out / 'reverse_process.gif')}")
+    return 0
+
+
+def _sample_generic(model, args, out: Path, kw) -> int:
+    """Families that render their own samples (token models print words, ...)."""
+    g = generator(args.seed)
+    samples = model.sample(args.num_images, generator=g, **kw)
+    render = getattr(model, "render_samples", None)
+    paths = render(samples, out) if render else [save_grid(samples, out / "grid.png")]
+    for p in paths:
+        print(f"wrote {p}")
+    return 0

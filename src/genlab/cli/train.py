@@ -1,0 +1,88 @@
+"""`genlab train FAMILY`: any model family, one loop, flags from config dataclasses."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from ..errors import GenlabError
+from ..models import load_all
+from ..train import TrainConfig, train
+from ..train.checkpoint import read_config
+from ..train.loop import check_config
+from .common import add_data_flags, load_data
+from .options import DATA_FILLED, add_dataclass_flags, load_config_file, merge
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a model (diffusion, classifier, ae, vae, hvae, discrete, ...)",
+                       description="Train a model family with the one genlab training loop.")
+    fam = p.add_subparsers(dest="family", metavar="FAMILY", required=True)
+    for name, cls in sorted(load_all().items()):
+        fp = fam.add_parser(name, help=(cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else name)
+        add_data_flags(fp, cls.default_dataset)
+        fp.add_argument("--out", default=None, help="run folder (default: runs/<family>-<dataset>)")
+        fp.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+        fp.add_argument("--config", default=None, help="JSON/TOML file of option -> value (flags override it)")
+        fp.set_defaults(model_fields=add_dataclass_flags(fp, cls.Config, f"{name} model"),
+                        train_fields=add_dataclass_flags(fp, TrainConfig, "training", skip=(),
+                                                         defaults=cls.train_defaults),
+                        func=run)
+
+
+def fill_from_data(model_cfg: dict, config_cls, data) -> dict:
+    """Set the config fields that describe the data (channels, image size, classes, vocab)."""
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    facts = {"channels": data.channels, "image_size": data.image_size, "num_classes": data.num_classes,
+             **{k: data.meta[k] for k in ("vocab_size", "seq_len") if k in data.meta}}
+    for k in DATA_FILLED:
+        if k in fields and k in facts and facts[k]:
+            model_cfg[k] = facts[k]
+    return model_cfg
+
+
+def run(args) -> int:
+    from ..models import MODELS, build_model
+
+    cls = MODELS[args.family]
+    file_cfg = load_config_file(args.config)
+    args.out = args.out or file_cfg.pop("out", None)
+    stored = read_config(args.out or f"runs/{args.family}-{args.dataset or cls.default_dataset}") if args.resume else {}
+    args.dataset = (args.dataset or file_cfg.pop("dataset", None) or stored.get("data", {}).get("name")
+                    or cls.default_dataset)
+    unknown = set(file_cfg) - set(args.model_fields) - set(args.train_fields)
+    if unknown:
+        raise GenlabError(f"config file {args.config}: unknown option(s) {', '.join(sorted(unknown))}")
+    out = Path(args.out or f"runs/{args.family}-{args.dataset}")
+    model_base, train_base = {}, dict(cls.train_defaults)
+    if args.resume:
+        # a resumed run keeps its stored options; flags given now override the training ones
+        model_base, train_base = stored["model"], {**train_base, **stored.get("train", {})}
+    train_cfg = TrainConfig(**merge(TrainConfig, args.train_fields, args, file_cfg, train_base))
+    check_config(train_cfg)
+    data = load_data(args, args.dataset, "train")
+    model_cfg = fill_from_data(merge(cls.Config, args.model_fields, args, file_cfg, model_base), cls.Config, data)
+    model = build_model(args.family, model_cfg)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{args.family}: {n_params / 1e6:.2f}M parameters; {data.name}: {len(data)} items; run folder {out}")
+    result = train(model, data, train_cfg, out, resume=args.resume)
+    eval_and_artifacts(result, args, out)
+    print(f"done: {result.steps} steps in {result.seconds / 60:.1f} min; see {out}")
+    return 0
+
+
+def eval_and_artifacts(result, args, out: Path) -> None:
+    """After training: the family's own pictures (reconstructions, strips, GIFs, ...)."""
+    from ..train import distributed as dist
+
+    model = result.sampling_model
+    if not dist.is_main() or not hasattr(model, "save_artifacts"):
+        return
+    try:
+        test = load_data(args, args.dataset, "test")
+    except GenlabError:
+        test = load_data(args, args.dataset, "train")
+    model.eval()
+    paths = model.save_artifacts(test, out)
+    for p in paths or []:
+        print(f"wrote {p}")

@@ -1,0 +1,231 @@
+"""Feature networks for the metrics, and a disk cache of real-data features.
+
+FID, KID and precision/recall compare images through the eyes of a network.
+genlab's default network is the dataset's own CNN classifier (trained with
+`genlab train classifier`): small, trainable offline in minutes, and it knows
+what matters in *that* dataset. Numbers are therefore comparable only between
+runs that used the same classifier; `FeatureExtractor.hash` (a hash of its
+weights) names it, and every cached statistic is keyed by it.
+
+Where the classifier lives: `<GENLAB_HOME or ~/.cache/genlab>/classifiers/
+<dataset>-<channels>x<size>/`, a genlab run folder (config.json,
+model.safetensors). Real-data features are cached beside it in
+`feature_stats/<dataset>-<split>-<C>x<S>-n<n>-<hash>.npz`, so an eval only
+runs the network on the generated samples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.base import to_float_image, to_uint8_image
+from ..errors import GenlabError
+from .fid import feature_stats
+
+
+def genlab_home() -> Path:
+    """$GENLAB_HOME, else ~/.cache/genlab: classifiers and feature caches live here."""
+    return Path(os.environ.get("GENLAB_HOME") or Path.home() / ".cache" / "genlab").expanduser()
+
+
+def classifier_dir(dataset: str, channels: int, image_size: int) -> Path:
+    """Default location of the feature classifier of a dataset at a given shape."""
+    return genlab_home() / "classifiers" / f"{dataset}-{channels}x{image_size}"
+
+
+def _train_hint(dataset: str, channels: int | None, image_size: int | None) -> str:
+    c, s = channels or "C", image_size or "S"
+    flags = f" --image-size {image_size}" if image_size else ""
+    flags += f" --channels {channels}" if channels else ""
+    return (f"train one with `genlab train classifier --dataset {dataset}{flags} "
+            f"--out {genlab_home() / 'classifiers' / f'{dataset}-{c}x{s}'}`")
+
+
+def find_classifier(dataset: str, channels: int | None = None, image_size: int | None = None) -> Path:
+    """The run folder of the dataset's feature classifier; GenlabError if there is none.
+
+    With channels/image_size left out, the single classifier of that dataset
+    is used (an error if there are several: then say which shape).
+    """
+    root = genlab_home() / "classifiers"
+    if channels is not None and image_size is not None:
+        path = classifier_dir(dataset, channels, image_size)
+        if not (path / "config.json").exists():
+            raise GenlabError(f"no feature classifier for {dataset} at {channels}x{image_size} px "
+                              f"(looked in {path}); {_train_hint(dataset, channels, image_size)}")
+        return path
+    found = sorted(p for p in root.glob(f"{dataset}-*x*") if (p / "config.json").exists()
+                   and _shape_of(p.name, dataset) is not None
+                   and (channels is None or _shape_of(p.name, dataset)[0] == channels)
+                   and (image_size is None or _shape_of(p.name, dataset)[1] == image_size))
+    if not found:
+        raise GenlabError(f"no feature classifier for {dataset} in {root}; "
+                          f"{_train_hint(dataset, channels, image_size)}")
+    if len(found) > 1:
+        shapes = ", ".join(p.name.removeprefix(dataset + "-") for p in found)
+        raise GenlabError(f"several feature classifiers for {dataset} ({shapes}); "
+                          f"say which with the image size / channels of your samples")
+    return found[0]
+
+
+def _shape_of(folder: str, dataset: str) -> tuple[int, int] | None:
+    c, _, s = folder.removeprefix(dataset + "-").partition("x")
+    return (int(c), int(s)) if c.isdigit() and s.isdigit() else None
+
+
+def network_hash(module: torch.nn.Module) -> str:
+    """Hash of every parameter and buffer (names, shapes, values): 16 hex digits."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        flat = t.detach().cpu().contiguous().reshape(-1)  # 1-D: 0-d tensors cannot be viewed as bytes
+        h.update(flat.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def load_classifier(path: str | Path, device: str | torch.device = "cpu"):
+    """Load a classifier run folder (its EMA weights where present), in eval mode."""
+    from ..train.checkpoint import sampling_model
+
+    model, _ = sampling_model(Path(path), device, family="classifier")
+    return model.eval().requires_grad_(False)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class FeatureExtractor:
+    """Images in [-1, 1] -> (features (N, d) float32, logits (N, K) or None), as numpy.
+
+    `name` says which network (shown beside every metric); `hash` identifies
+    its weights (keys the cache); `channels`/`image_size` are the input shape
+    it takes (None: any).
+    """
+
+    name: str = ""
+    hash: str = ""
+    channels: int | None = None
+    image_size: int | None = None
+    batch_size: int = 500
+
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        raise NotImplementedError
+
+    def check_shape(self, images: torch.Tensor) -> None:
+        if images.ndim != 4:
+            raise GenlabError(f"expected images of shape N,C,H,W, got {tuple(images.shape)}")
+        c, h, w = images.shape[1:]
+        if (self.channels is not None and c != self.channels) or \
+                (self.image_size is not None and (h, w) != (self.image_size, self.image_size)):
+            raise GenlabError(f"images are {c}x{h}x{w} but the feature network {self.name} takes "
+                              f"{self.channels}x{self.image_size}x{self.image_size}; use a classifier "
+                              f"trained at the samples' size ({_train_hint('DATASET', c, h)})")
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        self.check_shape(images)
+        feats, logits = [], []
+        for i in range(0, len(images), self.batch_size):
+            # round to 8-bit pixels, as real data is: a generated image and its saved PNG score the same
+            x = to_float_image(to_uint8_image(images[i : i + self.batch_size]))
+            f, lg = self._forward(x)
+            feats.append(f.float().cpu().numpy())
+            if lg is not None:
+                logits.append(lg.float().cpu().numpy())
+        d = feats[0].shape[1] if feats else 0
+        return (np.concatenate(feats) if feats else np.zeros((0, d), np.float32),
+                np.concatenate(logits) if logits else None)
+
+
+class ClassifierFeatures(FeatureExtractor):
+    """Penultimate features and logits of a genlab classifier."""
+
+    def __init__(self, model, name: str = "classifier"):
+        self.model = model.eval()
+        self.channels, self.image_size = model.cfg.channels, model.cfg.image_size
+        self.hash = network_hash(model)
+        self.name = f"{name}[{self.hash[:8]}]"
+
+    def _forward(self, x):
+        x = x.to(self.model.device).contiguous(memory_format=torch.channels_last)
+        f = self.model.features(x)
+        return f, self.model.net.head(f)  # head(features) = logits in eval mode (dropout is off)
+
+
+def feature_extractor(dataset: str, channels: int | None = None, image_size: int | None = None,
+                      path: str | Path | None = None, device: str | torch.device | None = None,
+                      network: str = "classifier", inception_weights: str | Path | None = None
+                      ) -> FeatureExtractor:
+    """The feature network for a dataset.
+
+    network="classifier" (default): the dataset's classifier, from `path` or
+    the default location (see `find_classifier`). network="inception": the
+    standard FID Inception-v3 (needs torch-fidelity and a local weights file,
+    see genlab.metrics.inception).
+    """
+    device = torch.device(device) if device is not None else default_device()
+    if network == "inception":
+        from .inception import InceptionFeatures
+
+        return InceptionFeatures(inception_weights, device)
+    if network != "classifier":
+        raise GenlabError(f"unknown feature network {network!r}; use 'classifier' or 'inception'")
+    folder = Path(path) if path is not None else find_classifier(dataset, channels, image_size)
+    model = load_classifier(folder, device).to(memory_format=torch.channels_last)
+    return ClassifierFeatures(model, name=f"classifier:{folder.name}")
+
+
+@dataclass
+class RealFeatures:
+    """Features of n real images of one split, with their Gaussian statistics."""
+
+    features: np.ndarray   # (n, d) float32
+    mu: np.ndarray         # (d,) float64
+    sigma: np.ndarray      # (d, d) float64
+    path: Path             # the cache file
+    cached: bool           # True if read from the cache, False if computed now
+
+
+def stats_cache_path(extractor: FeatureExtractor, dataset: str, split: str, n: int) -> Path:
+    shape = f"{extractor.channels or 'any'}x{extractor.image_size or 'any'}"
+    return genlab_home() / "feature_stats" / f"{dataset}-{split}-{shape}-n{n}-{extractor.hash}.npz"
+
+
+def real_features(extractor: FeatureExtractor, dataset: str, split: str, n: int,
+                  data_dir: str | Path | None = None, seed: int = 0) -> RealFeatures:
+    """Features of n images of a dataset split, computed once and cached on disk.
+
+    The n images are a fixed random subset (seed 0) of the split, not its
+    first n: some datasets are stored sorted by class.
+    """
+    path = stats_cache_path(extractor, dataset, split, n)
+    if path.exists():
+        try:
+            with np.load(path) as z:
+                return RealFeatures(z["features"], z["mu"], z["sigma"], path, True)
+        except (OSError, KeyError, ValueError):
+            path.unlink(missing_ok=True)  # a torn or foreign file: recompute below
+    from ..data import load_dataset
+
+    data = load_dataset(dataset, split=split, image_size=extractor.image_size,
+                        channels=extractor.channels, data_dir=data_dir)
+    if data.kind != "image":
+        raise GenlabError(f"dataset {dataset} holds {data.kind}, not images: image metrics do not apply")
+    if n > len(data):
+        raise GenlabError(f"asked for n={n} but the {split} split of {dataset} has only {len(data)} "
+                          f"images; lower --n to at most {len(data)}")
+    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
+    feats, _ = extractor(to_float_image(data.x[idx]))
+    mu, sigma = feature_stats(feats)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + f".tmp{os.getpid()}.npz")
+    np.savez(tmp, features=feats, mu=mu, sigma=sigma)
+    os.replace(tmp, path)  # atomic: a concurrent eval never reads half a file
+    return RealFeatures(feats, mu, sigma, path, False)

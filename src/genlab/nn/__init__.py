@@ -1,0 +1,1 @@
+"""Reusable networks: embeddings, the U-Net, the classifier CNN, transformers."""

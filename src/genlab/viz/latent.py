@@ -1,0 +1,357 @@
+"""Pictures of latent-variable models: reconstructions, interpolations, latent
+scatter plots, KL per dimension, KL-weight sweeps and the HVAE's layers.
+
+Works with any model that has `observe`, `embed` (image -> code),
+`decode` (code -> image in [-1, 1]) and `reconstruct` (the AE, VAE and HVAE);
+`sample`, `posterior_stats` and `sample_fixed_z2` are used where present.
+Plots use matplotlib's Agg canvas directly, so no display is needed and
+pyplot's global state is never touched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ..errors import GenlabError
+from ..metrics.likelihood import eval_mode, latent_diagnostics, negative_elbo
+from .grid import make_grid, save_grid
+
+
+def _figure(**kw) -> Figure:
+    fig = Figure(**kw)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
+def _first(data, n: int, device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in data.batch(torch.arange(min(n, len(data)))).items()}
+
+
+# ----------------------------------------------------------------------------- image grids
+
+def interpolate(z_a: torch.Tensor, z_b: torch.Tensor, steps: int) -> torch.Tensor:
+    """Codes on the straight lines z_a -> z_b: (N, D) pairs -> (N * steps, D), pair-major."""
+    t = torch.linspace(0, 1, steps, device=z_a.device, dtype=z_a.dtype)[None, :, None]
+    return ((1 - t) * z_a[:, None] + t * z_b[:, None]).reshape(-1, z_a.shape[1])
+
+
+@torch.no_grad()
+def interpolation_strip(model, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10) -> torch.Tensor:
+    """One row per pair: x_a, decode(lerp(embed(x_a), embed(x_b))) at `steps` points, x_b."""
+    with eval_mode(model):
+        mid = model.decode(interpolate(model.embed(x_a), model.embed(x_b), steps))
+    n = x_a.shape[0]
+    rows = torch.cat([model.observe(x_a)[:, None].float(), mid.reshape(n, steps, *mid.shape[1:]),
+                      model.observe(x_b)[:, None].float()], dim=1)
+    return rows.reshape(-1, *mid.shape[1:])
+
+
+@torch.no_grad()
+def save_reconstructions(model, data, path, n: int = 32, nrow: int = 8) -> Path:
+    """Rows of inputs, each followed by the row of their reconstructions."""
+    x = model.observe(_first(data, n, model.device)["x"]).float()
+    with eval_mode(model):
+        r = model.reconstruct(x).float()
+    nrow = min(nrow, x.shape[0])
+    rows = [t for i in range(0, x.shape[0], nrow) for t in (x[i : i + nrow], r[i : i + nrow])]
+    return save_grid(torch.cat(rows), path, nrow=nrow)
+
+
+@torch.no_grad()
+def save_interpolation(model, data, path, pairs: int = 6, steps: int = 10) -> Path:
+    """Latent interpolation strips between test images i and i + pairs."""
+    x = _first(data, 2 * pairs, model.device)["x"]
+    pairs = x.shape[0] // 2
+    strip = interpolation_strip(model, x[:pairs], x[pairs : 2 * pairs], steps)
+    return save_grid(strip, path, nrow=steps + 2)
+
+
+@torch.no_grad()
+def save_prior_samples(model, path, n: int = 64, generator=None) -> Path:
+    with eval_mode(model):
+        return save_grid(model.sample(n, generator=generator), path)
+
+
+@torch.no_grad()
+def save_hvae_z2_fixed(model, path, n_z2: int = 8, n_z1: int = 8, generator=None) -> Path:
+    """HVAE: each row keeps one z2 ~ p(z2) and redraws z1 ~ p(z1|z2) along the row."""
+    with eval_mode(model):
+        return save_grid(model.sample_fixed_z2(n_z2, n_z1, generator), path, nrow=n_z1)
+
+
+# ----------------------------------------------------------------------------- plots
+
+def pca_2d(z: torch.Tensor) -> tuple[torch.Tensor, list[float]]:
+    """Project (N, D) codes onto their top two principal axes: (N, 2), explained-variance fractions."""
+    z = z.double()
+    zc = z - z.mean(0)
+    if z.shape[1] <= 2:
+        return zc.float(), [1.0] * z.shape[1]
+    _, s, vh = torch.linalg.svd(zc, full_matrices=False)
+    var = s.pow(2)
+    return (zc @ vh[:2].T).float(), (var[:2] / var.sum()).tolist()
+
+
+def save_latent_scatter(z: torch.Tensor, labels: torch.Tensor | None, path, class_names=None,
+                        title: str = "latent codes") -> Path:
+    """Scatter of 2-D codes (or their PCA projection when D > 2), coloured by class."""
+    z = z.detach().cpu()
+    pts, frac = pca_2d(z) if z.shape[1] != 2 else (z.float(), None)
+    fig = _figure(figsize=(6, 5))
+    ax = fig.add_subplot()
+    cmap = matplotlib.colormaps["tab10"]
+    if labels is None or labels.numel() == 0:
+        ax.scatter(pts[:, 0], pts[:, -1], s=4, alpha=0.6)
+    else:
+        labels = labels.cpu()
+        for c in labels.unique().tolist():
+            m = labels == c
+            name = class_names[c] if class_names and c < len(class_names) else str(c)
+            ax.scatter(pts[m, 0], pts[m, -1], s=4, alpha=0.6, color=cmap(c % 10), label=name)
+        ax.legend(markerscale=3, fontsize=7, loc="best")
+    if frac is None:
+        ax.set_xlabel("z[0]"), ax.set_ylabel("z[1]")
+    else:
+        ax.set_xlabel(f"PC1 ({100 * frac[0]:.0f}% var)"), ax.set_ylabel(f"PC2 ({100 * frac[-1]:.0f}% var)")
+        title += f" (PCA of {z.shape[1]}-D)"
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+@torch.no_grad()
+def save_data_latent_scatter(model, data, path, n: int = 2000) -> Path:
+    b = _first(data, n, model.device)
+    with eval_mode(model):
+        z = torch.cat([model.embed(b["x"][i : i + 500]) for i in range(0, b["x"].shape[0], 500)])
+    return save_latent_scatter(z, b.get("y"), path, data.classes, title=f"{model.family} codes of {data.name}")
+
+
+def save_kl_per_dim(kl_per_dim: dict[str, torch.Tensor], path) -> Path:
+    """Bar chart of the mean KL (nats) of every latent dim, one panel per layer; ~0 = collapsed unit."""
+    fig = _figure(figsize=(7, 2.6 * len(kl_per_dim)))
+    for i, (layer, kl) in enumerate(kl_per_dim.items()):
+        ax = fig.add_subplot(len(kl_per_dim), 1, i + 1)
+        kl = kl.cpu().numpy()
+        ax.bar(np.arange(len(kl)), kl, color=["tab:blue" if v > 0.01 else "tab:gray" for v in kl])
+        ax.set_ylabel("KL (nats)")
+        ax.set_title(f"{layer}: KL per latent dimension ({int((kl > 0.01).sum())}/{len(kl)} above 0.01 nats)")
+    ax.set_xlabel("latent dimension")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+@torch.no_grad()
+def save_kl_sweep(models: list, data, path, n: int = 8, n_eval: int = 512, generator_seed: int = 0) -> Path:
+    """How reconstructions and prior samples change with the KL weight (beta).
+
+    models: trained VAEs (or HVAEs) differing in `cfg.kl_weight`. One row per
+    model: n test reconstructions | n prior samples (the same seed for all),
+    then a panel of reconstruction nats and KL nats against the weight.
+    """
+    models = sorted(models, key=lambda m: m.cfg.kl_weight)
+    x = _first(data, n, models[0].device)["x"]
+    rows, stats = [], []
+    for m in models:
+        x_m = m.observe(x.to(m.device)).float()
+        g = torch.Generator(device=m.device).manual_seed(generator_seed)
+        with eval_mode(m):
+            rows.append((m.cfg.kl_weight, m.reconstruct(x_m).cpu(), m.sample(n, generator=g).cpu()))
+        e = negative_elbo(m, data, n=n_eval)
+        recon = -next(v for k, v in e.items() if k.startswith("log_px"))
+        stats.append((m.cfg.kl_weight, recon, e["neg_elbo_nats"] - recon))
+    fig = _figure(figsize=(10, 1.3 * (len(rows) + 1) + 2.8))
+    gs = fig.add_gridspec(len(rows) + 2, 2, height_ratios=[1] * (len(rows) + 1) + [2.2])
+    ax = fig.add_subplot(gs[0, 0])
+    ax.imshow(make_grid(models[0].observe(x).float().cpu(), nrow=n)), ax.set_axis_off()
+    ax.set_title("test inputs", fontsize=9)
+    for i, (beta, rec, smp) in enumerate(rows):
+        for j, (imgs, what) in enumerate(((rec, "reconstructions"), (smp, "prior samples"))):
+            ax = fig.add_subplot(gs[i + 1, j])
+            ax.imshow(make_grid(imgs, nrow=n)), ax.set_axis_off()
+            ax.set_title(f"KL weight {beta:g}: {what}", fontsize=9)
+    ax = fig.add_subplot(gs[-1, :])
+    betas = [s[0] for s in stats]
+    ax.plot(betas, [s[1] for s in stats], "o-", label="reconstruction -E[log p(x|z)]")
+    ax.plot(betas, [s[2] for s in stats], "s-", label="KL(q || p)")
+    if min(betas) > 0 and max(betas) / min(betas) > 8:
+        ax.set_xscale("log")
+    ax.set_xlabel("KL weight (beta)"), ax.set_ylabel("nats per image"), ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# ----------------------------------------------------------------------------- all of them
+
+def save_latent_artifacts(model, data, out_dir, generator=None) -> list[Path]:
+    """The family pictures saved at the end of training (see GenerativeModel.save_artifacts)."""
+    out_dir = Path(out_dir)
+    paths = [save_reconstructions(model, data, out_dir / "reconstructions.png"),
+             save_interpolation(model, data, out_dir / "interpolation.png"),
+             save_data_latent_scatter(model, data, out_dir / "latent_scatter.png")]
+    if model.can_sample:
+        paths.append(save_prior_samples(model, out_dir / "prior_samples.png", generator=generator))
+    if hasattr(model, "posterior_stats"):
+        paths.append(save_kl_per_dim(latent_diagnostics(model, data, n=1000)[1], out_dir / "kl_per_dim.png"))
+    if hasattr(model, "sample_fixed_z2"):
+        paths.append(save_hvae_z2_fixed(model, out_dir / "hvae_z2_fixed.png", generator=generator))
+    return paths
+
+
+def _needs(model, method: str, kind: str):
+    if not hasattr(model, method):
+        raise GenlabError(f"'{kind}' pictures need an ae, vae or hvae checkpoint (this one is a "
+                          f"{getattr(model, 'family', type(model).__name__)} model)")
+
+
+def visualize(kind: str, model, data, path, generator=None) -> Path:
+    """One picture by name (for `genlab visualize KIND`); see VISUALIZE_KINDS."""
+    if kind not in VISUALIZE_KINDS:
+        raise GenlabError(f"unknown picture '{kind}'; choose one of: {', '.join(VISUALIZE_KINDS)}")
+    _needs(model, VISUALIZE_KINDS[kind], kind)
+    if kind == "reconstructions":
+        return save_reconstructions(model, data, path)
+    if kind == "interpolation":
+        return save_interpolation(model, data, path)
+    if kind == "latent-scatter":
+        return save_data_latent_scatter(model, data, path)
+    if kind == "prior-samples":
+        return save_prior_samples(model, path, generator=generator)
+    if kind == "kl-per-dim":
+        return save_kl_per_dim(latent_diagnostics(model, data, n=1000)[1], path)
+    return save_hvae_z2_fixed(model, path, generator=generator)
+
+
+# picture name -> the model method it needs; "kl-sweep" takes several models: save_kl_sweep(models, data, path)
+VISUALIZE_KINDS = {
+    "reconstructions": "reconstruct",
+    "interpolation": "embed",
+    "latent-scatter": "embed",
+    "prior-samples": "sample",         # the AE has none: its sample() says so
+    "kl-per-dim": "posterior_stats",
+    "hvae-z2-fixed": "sample_fixed_z2",
+}
+
+
+# ----------------------------------------------------------------------------- command line
+# `genlab visualize KIND` (cli/visualize.py) calls add_visualize_parser once per kind it lists for
+# this module: reconstructions, interpolation, latent-scatter, prior-samples, kl-per-dim,
+# hvae-layers (one checkpoint each) and kl-sweep (trains one VAE per KL weight, or takes runs).
+
+_CHECKPOINT_KINDS = {  # CLI name -> (families accepted, VISUALIZE_KINDS name, default file)
+    "reconstructions": (("ae", "vae", "hvae"), "reconstructions", "reconstructions.png"),
+    "interpolation": (("ae", "vae", "hvae"), "interpolation", "interpolation.png"),
+    "latent-scatter": (("ae", "vae", "hvae"), "latent-scatter", "latent_scatter.png"),
+    "prior-samples": (("vae", "hvae"), "prior-samples", "prior_samples.png"),
+    "kl-per-dim": (("vae", "hvae"), "kl-per-dim", "kl_per_dim.png"),
+    "hvae-layers": (("hvae",), "hvae-z2-fixed", "hvae_z2_fixed.png"),
+}
+
+
+def add_visualize_parser(kinds, name: str, help_text: str) -> None:
+    from ..cli.common import add_data_flags
+
+    p = kinds.add_parser(name, help=help_text)
+    add_data_flags(p, "the checkpoint's" if name != "kl-sweep" else "fashion_mnist")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    if name == "kl-sweep":
+        p.add_argument("--kl-weights", default="0.1,1,4", help="comma-separated KL weights (beta) to train")
+        p.add_argument("--checkpoints", default=None,
+                       help="comma-separated trained vae run folders to compare instead of training")
+        p.add_argument("--latent-dim", type=int, default=16)
+        p.add_argument("--epochs", type=int, default=1)
+        p.add_argument("--max-steps", type=int, default=0, help="cap on steps per model (0: none)")
+        p.add_argument("--batch-size", type=int, default=128)
+        p.add_argument("--out", default="kl_sweep", help="folder for the runs and kl_sweep.png")
+        p.set_defaults(func=_run_kl_sweep)
+        return
+    if name not in _CHECKPOINT_KINDS:
+        raise GenlabError(f"genlab.viz.latent has no picture '{name}'")
+    p.add_argument("--checkpoint", required=True, help="run folder written by `genlab train ae|vae|hvae`")
+    p.add_argument("--out", default=None, help=f"output file (default: <checkpoint>/{_CHECKPOINT_KINDS[name][2]})")
+    p.set_defaults(func=_run_checkpoint_kind, latent_kind=name)
+
+
+def _test_data_for(args, config: dict):
+    """The split to draw from: --dataset if given, else the training data of the checkpoint (test split)."""
+    from ..cli.common import load_data
+
+    info = config.get("data", {})
+    name = args.dataset or info.get("name")
+    if not name:
+        raise GenlabError("the checkpoint does not record its dataset; pass --dataset")
+    same = {} if args.dataset else {k: v for k, v in info.get("options", {}).items()
+                                    if k in ("image_size", "channels")}
+    try:
+        return load_data(args, name, "test", **same)
+    except GenlabError as e:
+        if "no split" not in str(e):
+            raise
+        return load_data(args, name, "train", **same)
+
+
+def _run_checkpoint_kind(args) -> int:
+    from ..cli.common import generator
+    from ..train.checkpoint import sampling_model
+    from ..train.device import pick_device
+
+    families, kind, default_file = _CHECKPOINT_KINDS[args.latent_kind]
+    model, config = sampling_model(args.checkpoint, pick_device(args.device), family=families)
+    data = _test_data_for(args, config)
+    out = Path(args.out or Path(args.checkpoint) / default_file)
+    print(f"wrote {visualize(kind, model, data, out, generator=generator(args.seed))}")
+    return 0
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as e:
+        raise GenlabError(f"--kl-weights expects comma-separated numbers, got '{text}'") from e
+    if not vals or any(v < 0 for v in vals):
+        raise GenlabError(f"--kl-weights needs one or more weights >= 0, got '{text}'")
+    return vals
+
+
+def _run_kl_sweep(args) -> int:
+    from ..cli.common import load_data
+    from ..models import build_model
+    from ..train import TrainConfig, train
+    from ..train.checkpoint import sampling_model
+    from ..train.device import pick_device
+
+    device = pick_device(args.device)
+    out = Path(args.out)
+    models = []
+    if args.checkpoints:
+        config = None
+        for run in [c for c in args.checkpoints.split(",") if c.strip()]:
+            model, config = sampling_model(run.strip(), device, family=("vae", "hvae"))
+            models.append(model)
+        test = _test_data_for(args, config)
+    else:
+        name = args.dataset or "fashion_mnist"
+        data, test = load_data(args, name, "train"), load_data(args, name, "test")
+        for beta in _floats(args.kl_weights):
+            model = build_model("vae", dict(channels=data.channels, image_size=data.image_size,
+                                            latent_dim=args.latent_dim, kl_weight=beta))
+            cfg = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=1e-3,
+                              device=str(device), seed=args.seed, sample_every=0, progress=False)
+            print(f"training a VAE with KL weight {beta:g}")
+            result = train(model, data, cfg, out / f"vae_beta{beta:g}")
+            models.append(result.sampling_model.eval())
+    print(f"wrote {save_kl_sweep(models, test, out / 'kl_sweep.png', generator_seed=args.seed)}")
+    return 0

@@ -1,0 +1,30 @@
+"""Test setup shared by every test file: real data from the shared folder, no network.
+
+GENLAB_DATA_DIR defaults to <repo>/../shared/datasets (the offline copies of
+MNIST, Fashion-MNIST, CIFAR-10 JPEGs, words); GENLAB_OFFLINE=1 makes any
+download attempt fail fast with a DataError; GENLAB_CACHE points at a fresh
+folder per session so nothing in ~/.cache changes what the tests see.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("GENLAB_DATA_DIR", str(REPO.parent / "shared" / "datasets"))
+os.environ["GENLAB_OFFLINE"] = "1"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    os.environ["GENLAB_CACHE"] = str(tmp_path_factory.mktemp("genlab-cache"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared datasets folder (GENLAB_DATA_DIR)."""
+    path = Path(os.environ["GENLAB_DATA_DIR"])
+    if not path.is_dir():
+        pytest.skip(f"shared datasets folder {path} not present (set GENLAB_DATA_DIR)")
+    return path
