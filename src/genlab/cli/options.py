@@ -17,7 +17,8 @@ from pathlib import Path
 from ..errors import GenlabError
 
 # filled from the dataset, never from flags
-DATA_FILLED = ("channels", "image_size", "num_classes", "vocab_size", "seq_len")
+DATA_FILLED = ("channels", "image_size", "num_classes", "vocab_size", "seq_len", "data_vocab", "mask_id", "grid",
+               "alphabet")
 
 
 def _tuple_of_ints(text: str) -> tuple:

@@ -24,12 +24,14 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--image-size", type=int, default=None, help="expected image size (checked against the model)")
     p.add_argument("--channels", type=int, default=None, help="expected channels (checked against the model)")
-    g = p.add_argument_group("diffusion")
+    g = p.add_argument_group("diffusion (Gaussian and discrete)")
     g.add_argument("--sampler", default=None, help="ddpm | ddim | dpmpp (default: the model's)")
     g.add_argument("--steps", type=positive(), default=None, help="network evaluations (default: all T for ddpm)")
     g.add_argument("--eta", type=float, default=None, help="DDIM noise (0 = deterministic)")
     g.add_argument("--class", dest="label", type=int, default=None, help="class index to generate")
     g.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    g.add_argument("--temperature", type=float, default=None, help="discrete diffusion: sampling temperature")
+    g.add_argument("--pattern", default=None, help='discrete diffusion (words): infill a pattern, e.g. "c__t"')
     g.add_argument("--show-intermediate", action="store_true", help="save the denoising strip x_T ... x_0")
     g.add_argument("--gif", action="store_true", help="save a GIF of the reverse process")
     p.set_defaults(func=run)
@@ -54,8 +56,21 @@ def run(args) -> int:
     out = Path(args.out or Path(args.checkpoint) / "generated")
     out.mkdir(parents=True, exist_ok=True)
     kw = {}
-    diffusion_only = {"sampler": args.sampler, "steps": args.steps, "eta": args.eta, "guidance": args.guidance}
-    if model.family == "diffusion":
+    diffusion_only = {"sampler": args.sampler, "steps": args.steps, "eta": args.eta, "guidance": args.guidance,
+                      "temperature": args.temperature}
+    if model.family == "discrete":
+        kw = {k: v for k, v in diffusion_only.items() if v is not None}
+        if "eta" in kw:
+            raise GenlabError("--eta applies to Gaussian diffusion (DDIM) only")
+        if args.label is not None:
+            kw["y"] = torch.full((args.num_images,), args.label, dtype=torch.long)
+        if args.pattern is not None:
+            tokens, fixed = model.pattern_to_tokens(args.pattern)
+            kw["fixed"] = tokens.expand(args.num_images, -1).to(model.device)
+            kw["fixed_mask"] = fixed.expand(args.num_images, -1).to(model.device)
+    elif args.temperature is not None or args.pattern is not None:
+        raise GenlabError("--temperature and --pattern apply to discrete diffusion checkpoints only")
+    elif model.family == "diffusion":
         kw = {k: v for k, v in diffusion_only.items() if v is not None}
         if args.label is not None:
             kw["y"] = torch.full((args.num_images,), args.label, dtype=torch.long)
@@ -66,7 +81,7 @@ def run(args) -> int:
         if given or args.show_intermediate or args.gif:
             raise GenlabError(f"--{', --'.join(given) or 'show-intermediate/--gif'} only apply to diffusion "
                               f"checkpoints; {args.checkpoint} holds a '{model.family}' model")
-    if hasattr(model, "render_samples") or model.family == "discrete":
+    if hasattr(model, "render_samples"):
         return _sample_generic(model, args, out, kw)
     g = generator(args.seed)
     t0 = time.time()
@@ -97,5 +112,7 @@ def _sample_generic(model, args, out: Path, kw) -> int:
     render = getattr(model, "render_samples", None)
     paths = render(samples, out) if render else [save_grid(samples, out / "grid.png")]
     for p in paths:
+        if p.suffix == ".txt":
+            print(p.read_text().rstrip())
         print(f"wrote {p}")
     return 0

@@ -34,7 +34,7 @@ def fill_from_data(model_cfg: dict, config_cls, data) -> dict:
     """Set the config fields that describe the data (channels, image size, classes, vocab)."""
     fields = {f.name for f in dataclasses.fields(config_cls)}
     facts = {"channels": data.channels, "image_size": data.image_size, "num_classes": data.num_classes,
-             **{k: data.meta[k] for k in ("vocab_size", "seq_len") if k in data.meta}}
+             **{k: data.meta[k] for k in DATA_FILLED[3:] if k in data.meta}}
     for k in DATA_FILLED:
         if k in fields and k in facts and facts[k]:
             model_cfg[k] = facts[k]

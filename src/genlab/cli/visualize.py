@@ -16,9 +16,11 @@ from .common import add_data_flags, generator, load_data
 EXTRA_KINDS = {
     "reconstructions": ("genlab.viz.latent", "AE/VAE: inputs above their reconstructions"),
     "interpolation": ("genlab.viz.latent", "AE/VAE: decoded latent interpolation between test images"),
-    "latent-scatter": ("genlab.viz.latent", "VAE: 2-D latent means coloured by class"),
-    "kl-sweep": ("genlab.viz.latent", "VAE: train at several KL weights and compare"),
-    "hvae-layers": ("genlab.viz.latent", "HVAE: z2 fixed, z1 resampled"),
+    "latent-scatter": ("genlab.viz.latent", "AE/VAE/HVAE: latent means coloured by class (PCA when >2-D)"),
+    "prior-samples": ("genlab.viz.latent", "VAE/HVAE: samples from the prior"),
+    "kl-per-dim": ("genlab.viz.latent", "VAE/HVAE: KL per latent dimension (posterior collapse)"),
+    "kl-sweep": ("genlab.viz.latent", "VAE: train at several KL weights (or compare --checkpoints a,b)"),
+    "hvae-layers": ("genlab.viz.latent", "HVAE: the z2-fixed grid (z2 per row, z1 resampled)"),
     "discrete-forward": ("genlab.viz.discrete", "discrete diffusion: one sequence through the forward process"),
     "discrete-reverse": ("genlab.viz.discrete", "discrete diffusion: the reverse process step by step"),
 }

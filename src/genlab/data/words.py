@@ -75,7 +75,8 @@ def decode_words(tokens: torch.Tensor, alphabet: str) -> list[str | None]:
     return words
 
 
-def show_tokens(tokens: torch.Tensor, alphabet: str, mask_id: int, mask_char: str = "_", pad_char: str = ".") -> list[str]:
+def show_tokens(tokens: torch.Tensor, alphabet: str, mask_id: int, mask_char: str = "_",
+                pad_char: str = ".") -> list[str]:
     """int (N, L) -> one display string per row: letters, '_' for [MASK], '.' for padding."""
     out = []
     for row in tokens.tolist():

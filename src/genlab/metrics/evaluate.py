@@ -16,15 +16,17 @@ two disjoint halves of the test split instead, when it is big enough.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import GenlabError
-from .features import FeatureExtractor, feature_extractor, real_features
-from .fid import frechet_distance, kid, precision_recall
+from .features import FeatureExtractor, RealFeatures, feature_extractor, real_features, stats_cache_path
+from .fid import feature_stats, frechet_distance, kid, precision_recall
 
 
 def _compare(gen: np.ndarray, mu_g, sigma_g, ref, k: int, kid_subsets: int, kid_subset_size: int) -> dict:
@@ -58,23 +60,21 @@ def evaluate_samples(samples: torch.Tensor, dataset: str, n: int | None = None,
     if n <= max(k, 1):
         raise GenlabError(f"n={n} is too small for the metrics (need more than k={k} samples); raise --n")
     samples = samples[:n]
+    if not torch.isfinite(samples).all():
+        raise GenlabError("the samples contain NaN or inf: the model diverged or its sampler is broken")
     channels, size = samples.shape[1], samples.shape[-1]
     if extractor is None:
         extractor = feature_extractor(dataset, channels, size, path=classifier_path, device=device,
                                       network=network, inception_weights=inception_weights)
     gen, logits = extractor(samples)
-    mu_g, sigma_g = np.mean(gen.astype(np.float64), axis=0), np.cov(gen.astype(np.float64), rowvar=False)
+    mu_g, sigma_g = feature_stats(gen)
     test = real_features(extractor, dataset, "test", n, data_dir)
 
     out = dict(dataset=dataset, n=n, features=extractor.name)
     out.update(_compare(gen, mu_g, sigma_g, test, k, kid_subsets, kid_subset_size))
 
     if floor:
-        ref, how = _floor_reference(extractor, dataset, n, data_dir)
-        out["floor"] = how
-        if ref is not None:
-            f = _compare(ref.features, ref.mu, ref.sigma, test, k, kid_subsets, kid_subset_size)
-            out.update({f"floor_{key}": v for key, v in f.items()})
+        out.update(_floor_metrics(extractor, dataset, n, data_dir, test, k, kid_subsets, kid_subset_size))
 
     if labels is not None:
         labels = torch.as_tensor(labels)[:n].cpu()
@@ -84,6 +84,28 @@ def evaluate_samples(samples: torch.Tensor, dataset: str, n: int | None = None,
             clf = feature_extractor(dataset, channels, size, path=classifier_path, device=device)
             _, logits = clf(samples)
         out["conditional_accuracy"] = float((torch.from_numpy(logits).argmax(1) == labels).float().mean())
+    return out
+
+
+def _floor_metrics(extractor, dataset: str, n: int, data_dir, test, k: int, kid_subsets: int,
+                   kid_subset_size: int) -> dict:
+    """floor_* metrics (real vs test at the same n), cached as JSON beside the features."""
+    name = f"floor-{dataset}-n{n}-k{k}-kid{kid_subsets}x{kid_subset_size}-{extractor.hash}.json"
+    path = stats_cache_path(extractor, dataset, "test", n).parent / name
+    if path.exists():
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            pass  # recompute below
+    ref, how = _floor_reference(extractor, dataset, n, data_dir)
+    out = {"floor": how}
+    if ref is not None:
+        f = _compare(ref.features, ref.mu, ref.sigma, test, k, kid_subsets, kid_subset_size)
+        out.update({f"floor_{metric}": v for metric, v in f.items()})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(out))
+        os.replace(tmp, path)
     return out
 
 
@@ -98,9 +120,6 @@ def _floor_reference(extractor, dataset: str, n: int, data_dir):
     except GenlabError:
         return None, f"none ({reason})"
     # the test features above are the first n of the same fixed permutation: take the other n
-    from .features import RealFeatures
-    from .fid import feature_stats
-
     other = both.features[n:]
     mu, sigma = feature_stats(other)
     return RealFeatures(other, mu, sigma, both.path, both.cached), "test vs test (no train split)"
@@ -149,12 +168,12 @@ def format_metrics(d: dict) -> str:
     has_floor = "floor_fid" in d
     rows = [("metric", "samples", f"floor ({floor_name})" if has_floor else "floor")]
 
-    def kid_str(prefix: str) -> str:
+    def kid_str(prefix: str) -> str:  # mean ± spread over subsets; the scale is the feature network's
         m, s = d.get(prefix + "kid"), d.get(prefix + "kid_std")
-        return "-" if m is None else f"{m * 1e3:.3f} ± {(s or 0) * 1e3:.3f}"
+        return "-" if m is None else f"{m:.4g} ± {s or 0:.2g}"
 
     rows.append(("FID", _num(d.get("fid"), ".3f"), _num(d.get("floor_fid"), ".3f")))
-    rows.append(("KID x1e3", kid_str(""), kid_str("floor_")))
+    rows.append(("KID", kid_str(""), kid_str("floor_")))
     rows.append(("precision", _num(d.get("precision"), ".4f"), _num(d.get("floor_precision"), ".4f")))
     rows.append(("recall", _num(d.get("recall"), ".4f"), _num(d.get("floor_recall"), ".4f")))
     if "conditional_accuracy" in d:

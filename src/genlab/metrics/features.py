@@ -60,10 +60,12 @@ def find_classifier(dataset: str, channels: int | None = None, image_size: int |
             raise GenlabError(f"no feature classifier for {dataset} at {channels}x{image_size} px "
                               f"(looked in {path}); {_train_hint(dataset, channels, image_size)}")
         return path
-    found = sorted(p for p in root.glob(f"{dataset}-*x*") if (p / "config.json").exists()
-                   and _shape_of(p.name, dataset) is not None
-                   and (channels is None or _shape_of(p.name, dataset)[0] == channels)
-                   and (image_size is None or _shape_of(p.name, dataset)[1] == image_size))
+    def fits(folder: Path) -> bool:
+        shape = _shape_of(folder.name, dataset)
+        return (folder / "config.json").exists() and shape is not None and \
+            channels in (None, shape[0]) and image_size in (None, shape[1])
+
+    found = sorted(p for p in root.glob(f"{dataset}-*x*") if fits(p))
     if not found:
         raise GenlabError(f"no feature classifier for {dataset} in {root}; "
                           f"{_train_hint(dataset, channels, image_size)}")
@@ -125,8 +127,9 @@ class FeatureExtractor:
         if (self.channels is not None and c != self.channels) or \
                 (self.image_size is not None and (h, w) != (self.image_size, self.image_size)):
             raise GenlabError(f"images are {c}x{h}x{w} but the feature network {self.name} takes "
-                              f"{self.channels}x{self.image_size}x{self.image_size}; use a classifier "
-                              f"trained at the samples' size ({_train_hint('DATASET', c, h)})")
+                              f"{self.channels}x{self.image_size}x{self.image_size}; evaluate with a classifier "
+                              f"trained at the samples' size (`genlab train classifier --image-size {h} "
+                              f"--channels {c} ...`)")
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:

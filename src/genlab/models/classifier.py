@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from ..data.base import TensorDataset
 from ..errors import GenlabError
 from ..nn.classifier import CNNClassifier
-from .base import GenerativeModel, register
+from .base import GenerativeModel, config_from_dict, register
 
 
 @dataclass
@@ -33,12 +33,19 @@ class ClassifierConfig:
 
 @register
 class Classifier(GenerativeModel):
-    """`forward(batch)` is the loss (as for every family); `logits(x)` / `predict(x)` classify."""
+    """CNN image classifier (cross-entropy); also the feature network of `genlab eval`.
+
+    `forward(batch)` is the loss, as for every family; `logits(x)` and
+    `predict(x)` classify images.
+    """
 
     family = "classifier"
     Config = ClassifierConfig
     data_kind = "image"
     default_dataset = "fashion_mnist"
+    # 5 epochs reach ~93% on Fashion-MNIST in under 3 CPU-minutes (BatchNorm makes channels_last pay on CPU)
+    train_defaults = {"epochs": 5, "lr": 3e-3, "lr_schedule": "cosine", "warmup_steps": 100,
+                      "weight_decay": 0.05, "channels_last": "on", "sample_every": 0}
 
     def __init__(self, cfg: ClassifierConfig):
         super().__init__(cfg)
@@ -110,7 +117,7 @@ class Classifier(GenerativeModel):
         return torch.bincount(data.y[:n] * k + pred, minlength=k * k).reshape(k, k)
 
     def save_artifacts(self, data: TensorDataset, out_dir: Path, generator=None) -> list[Path]:
-        """confusion.png: where the classifier is wrong, on up to 5000 items of data."""
+        """confusion.png: where the classifier is wrong, on up to 10,000 items of data."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -118,7 +125,7 @@ class Classifier(GenerativeModel):
 
         if data.y is None:
             return []
-        cm = self.confusion_matrix(data, 5000).numpy()
+        cm = self.confusion_matrix(data, 10_000).numpy()
         k = len(cm)
         names = data.classes if len(data.classes) == k else [str(i) for i in range(k)]
         fig, ax = plt.subplots(figsize=(1.0 + 0.55 * k, 1.0 + 0.5 * k))
@@ -139,3 +146,33 @@ class Classifier(GenerativeModel):
         fig.savefig(path, dpi=120)
         plt.close(fig)
         return [path]
+
+
+def kfold_accuracy(data: TensorDataset, folds: int = 5, model_options: dict | None = None,
+                   train_cfg=None, seed: int = 0) -> dict:
+    """k-fold cross-validated test accuracy: train on k-1 folds, test on the held-out one.
+
+    For datasets with a single usable split (offline MNIST: only its 10k test
+    images). Folds are a fixed random partition (seed); returns the mean and
+    standard deviation over folds, and the per-fold accuracies.
+    """
+    from ..train import TrainConfig, train
+
+    if data.y is None:
+        raise GenlabError(f"dataset {data.name} has no labels to cross-validate a classifier on")
+    if not 2 <= folds <= len(data):
+        raise GenlabError(f"folds must be between 2 and the dataset size ({len(data)}), got {folds}")
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    parts = order.chunk(folds)
+    cfg = dict(channels=data.channels, image_size=data.image_size, num_classes=data.num_classes,
+               **(model_options or {}))
+    accs = []
+    for i in range(folds):
+        held = parts[i]
+        rest = torch.cat([p for j, p in enumerate(parts) if j != i])
+        torch.manual_seed(seed + i)
+        model = Classifier(config_from_dict(ClassifierConfig, cfg))
+        result = train(model, data.subset(rest), train_cfg or TrainConfig(progress=False))
+        accs.append(result.sampling_model.evaluate(data.subset(held))["accuracy"])
+    acc = torch.tensor(accs, dtype=torch.float64)
+    return {"accuracy": acc.mean().item(), "std": acc.std().item() if folds > 1 else 0.0, "folds": accs}

@@ -108,7 +108,8 @@ class DiscreteDiffusion(GenerativeModel):
         if cfg.seq_len < 1 or cfg.vocab_size < 2:
             raise GenlabError(f"need seq_len >= 1 and vocab_size >= 2, got {cfg.seq_len} and {cfg.vocab_size}")
         if cfg.grid and math.prod(cfg.grid) != cfg.seq_len:
-            raise GenlabError(f"image grid {tuple(cfg.grid)} has {math.prod(cfg.grid)} pixels but seq_len is {cfg.seq_len}")
+            raise GenlabError(f"image grid {tuple(cfg.grid)} has {math.prod(cfg.grid)} pixels but seq_len "
+                              f"is {cfg.seq_len}")
         if cfg.conditional and cfg.num_classes < 2:
             raise GenlabError("a conditional discrete model needs a dataset with class labels")
         if cfg.temperature <= 0:
@@ -340,7 +341,8 @@ class DiscreteDiffusion(GenerativeModel):
                  fid: bool = False) -> dict[str, float]:
         """Test-split metrics.
 
-        bits_per_token: the negative ELBO / (L ln 2) on the first n sequences. For words
+        bits_per_token: the negative ELBO / (L ln 2) on the first n sequences (given their
+        labels for a conditional model: a bound on -log p(x | y)). For words
         also the unigram and n-gram references (fitted on the train split, same
         sequences), and for each sampler and number of steps the fractions of
         num_samples generated words that are memorised (in the train split), novel
@@ -363,8 +365,8 @@ class DiscreteDiffusion(GenerativeModel):
 
             source = data.meta.get("source_dataset", data.name)
             for k, v in evaluate_model(self, source, n=num_samples, seed=seed).items():
-                if isinstance(v, (int, float)):
-                    out[f"fid_{k}" if not k.startswith(("fid", "kid")) else k] = float(v)
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    out[k] = float(v)
         return out
 
     def text_metrics(self, data: TensorDataset, x: torch.Tensor, num_samples: int = 500,
@@ -407,7 +409,8 @@ class DiscreteDiffusion(GenerativeModel):
         return render_samples(self, samples, out_dir, name)
 
     @torch.no_grad()
-    def save_artifacts(self, data: TensorDataset, out_dir: str | Path, generator: torch.Generator | None = None) -> list[Path]:
+    def save_artifacts(self, data: TensorDataset, out_dir: str | Path,
+                       generator: torch.Generator | None = None) -> list[Path]:
         """Forward process with its probability table, the reverse process step by step,
         samples (word list + infilling, or image grids) and, for words, quality vs steps."""
         from ..viz import discrete as vd
@@ -427,7 +430,8 @@ class DiscreteDiffusion(GenerativeModel):
             for sampler in samplers:
                 paths += vd.reverse_panel(self, out / f"reverse_process_{sampler}", sampler, self.cfg.seq_len, 6, g)
             paths += self.render_samples(self.sample_tokens(64, g), out)
-            infill = [f"{p:<8} -> " + ", ".join(self.infill(p, 8, g)) for p in ("c__t", "s___e", "___ing", "pre*", "q*")]
+            infill = [f"{p:<8} -> " + ", ".join(self.infill(p, 8, g))
+                      for p in ("c__t", "s___e", "___ing", "pre*", "q*")]
             paths += _write_text("\n".join(infill), out / "infill.txt")
             from ..data.words import load_words, word_sets
 

@@ -9,6 +9,10 @@ Inference model (x -> (z1, z2)):
 The inference net shares one conv encoder and samples z2 first, so q(z1|.)
 can follow the same top-down order as the prior (as in the Ladder VAE,
 Sonderby et al. 2016); "q(z1|x)" in the ELBO below means this q(z1|x, z2).
+q(z1|x, z2) is parameterised relative to the prior (residual Normal, Sec. 3.2
+of NVAE, Vahdat & Kautz 2020): mu_q = mu_p(z2) + d_mu, log_var_q = log_var_p(z2)
++ d_log_var, so an encoder that outputs zeros gives q = p and KL1 = 0, which
+keeps the KL of the lower layer small and stable early in training.
 
 ELBO (one sample of (z1, z2) from q), as named terms:
     ELBO = E[log p(x|z1)] + E[log p(z1|z2)] + E[log p(z2)] - E[log q(z1|x)] - E[log q(z2|x)]
@@ -78,8 +82,9 @@ class HVAE(LatentVariableModel):
         self.q_z2 = nn.Linear(cfg.hidden, 2 * cfg.z2_dim)
         self.q_z1 = GaussianMLP(cfg.hidden + cfg.z2_dim, cfg.top_hidden, cfg.z1_dim)
         self.p_z1 = GaussianMLP(cfg.z2_dim, cfg.top_hidden, cfg.z1_dim)
-        self.decoder = ConvDecoder(cfg.z1_dim, cfg.channels, cfg.image_size, cfg.width, cfg.hidden)
-        self.likelihood = ImageLikelihood(cfg.likelihood, cfg.channels, cfg.image_size, cfg.binarize)
+        self.likelihood = ImageLikelihood(cfg.likelihood, cfg.channels, cfg.binarize)
+        self.decoder = ConvDecoder(cfg.z1_dim, cfg.channels, cfg.image_size, cfg.width, cfg.hidden,
+                                   out_channels=self.likelihood.out_channels)
         self.register_buffer("train_step", torch.zeros((), dtype=torch.long))
 
     # --- the two halves ---------------------------------------------------
@@ -93,7 +98,10 @@ class HVAE(LatentVariableModel):
         return mu, log_var
 
     def q1(self, h: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.q_z1(torch.cat([h, z2.to(h.dtype)], dim=1))
+        """(mu, log_var) of q(z1|x, z2): the prior's, shifted by what the encoder adds (residual Normal)."""
+        d_mu, d_log_var = self.q_z1(torch.cat([h, z2.to(h.dtype)], dim=1))
+        mu_p, log_var_p = self.prior_z1(z2)
+        return mu_p + d_mu, log_var_p + d_log_var
 
     def prior_z1(self, z2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, log_var) of p(z1|z2)."""

@@ -21,7 +21,8 @@ Likelihood conventions (what "nats" and "bits/dim" mean here):
              [-1, 1] units, the end bins extending to -inf / +inf (as for the
              discretised logistic of PixelCNN++, Salimans et al. 2017). This
              is a proper likelihood of the 8-bit images, so bits/dim is
-             comparable with published numbers. sigma is learned per pixel.
+             comparable with published numbers. The decoder predicts sigma
+             per pixel alongside the mean.
 bits/dim = nats per image / (C * H * W * ln 2).
 """
 
@@ -75,7 +76,8 @@ def gaussian_kl(mu: torch.Tensor, log_var: torch.Tensor,
     return 0.5 * (log_var_p - log_var + (log_var.exp() + (mu - mu_p).pow(2)) * torch.exp(-log_var_p) - 1.0)
 
 
-def gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor | None = None, log_var: torch.Tensor | None = None) -> torch.Tensor:
+def gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor | None = None,
+                      log_var: torch.Tensor | None = None) -> torch.Tensor:
     """log N(z; mu, diag(e^log_var)) summed over the last dim (standard normal when mu, log_var are None)."""
     if mu is None:
         return -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
@@ -155,18 +157,21 @@ def kl_weight_at(step: torch.Tensor, beta: float, warmup_steps: int) -> torch.Te
 # ----------------------------------------------------------------------------- likelihood module
 
 class ImageLikelihood(nn.Module):
-    """p(x|decoder output) for images in [-1, 1]: 'bernoulli' or discretised 'gaussian' (see module doc)."""
+    """p(x | decoder output) for images in [-1, 1]: 'bernoulli' or discretised 'gaussian' (see module doc).
 
-    def __init__(self, kind: str, channels: int, image_size: int, binarize: bool = False):
+    The decoder emits `out_channels` maps: C logits (Bernoulli), or C means
+    followed by C log-sigmas (Gaussian: a per-pixel, per-image scale, so the
+    net can be sure of the black background and unsure of textures at once).
+    """
+
+    def __init__(self, kind: str, channels: int, binarize: bool = False):
         super().__init__()
         if kind not in LIKELIHOODS:
             raise GenlabError(f"unknown likelihood '{kind}'; choose one of: {', '.join(LIKELIHOODS)}")
         if binarize and kind != "bernoulli":
             raise GenlabError("--binarize needs --likelihood bernoulli (binary pixels have a Bernoulli likelihood)")
-        self.kind, self.binarize = kind, binarize
-        if kind == "gaussian":
-            # per-pixel log sigma in [-1, 1] units, started at sigma = 0.1 (about 13 grey levels)
-            self.log_scale = nn.Parameter(torch.full((channels, image_size, image_size), math.log(0.1)))
+        self.kind, self.binarize, self.channels = kind, binarize, channels
+        self.out_channels = channels if kind == "bernoulli" else 2 * channels
 
     def observe(self, x: torch.Tensor) -> torch.Tensor:
         """The data as modelled, still in [-1, 1]: thresholded at intensity 0.5 when binarising."""
@@ -177,14 +182,15 @@ class ImageLikelihood(nn.Module):
         out, x = out.float(), x.float()
         if self.kind == "bernoulli":
             return bernoulli_log_likelihood(out, (x + 1) * 0.5)
+        mean, log_scale = out.split(self.channels, dim=1)
         # sigma below ~1/1000 of the range buys nothing on 8-bit data and invites overflow
-        return discretized_gaussian_log_likelihood(x, out, self.log_scale.float().clamp(-7.0, 2.0))
+        return discretized_gaussian_log_likelihood(x, mean, log_scale.clamp(-7.0, 2.0))
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         """Mean of p(x|out) as an image in [-1, 1] (what `sample` and reconstructions show)."""
         if self.kind == "bernoulli":
             return torch.sigmoid(out.float()) * 2 - 1
-        return out.float().clamp(-1, 1)
+        return out[:, : self.channels].float().clamp(-1, 1)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -265,8 +271,9 @@ class VAE(LatentVariableModel):
             raise GenlabError(f"--latent-dim must be >= 1, got {cfg.latent_dim}")
         check_kl_options(cfg)
         self.encoder = ConvEncoder(cfg.channels, cfg.image_size, 2 * cfg.latent_dim, cfg.width, cfg.hidden)
-        self.decoder = ConvDecoder(cfg.latent_dim, cfg.channels, cfg.image_size, cfg.width, cfg.hidden)
-        self.likelihood = ImageLikelihood(cfg.likelihood, cfg.channels, cfg.image_size, cfg.binarize)
+        self.likelihood = ImageLikelihood(cfg.likelihood, cfg.channels, cfg.binarize)
+        self.decoder = ConvDecoder(cfg.latent_dim, cfg.channels, cfg.image_size, cfg.width, cfg.hidden,
+                                   out_channels=self.likelihood.out_channels)
         self.register_buffer("train_step", torch.zeros((), dtype=torch.long))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

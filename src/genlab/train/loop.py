@@ -205,7 +205,7 @@ def train(model, data: TensorDataset, cfg: TrainConfig | None = None, out_dir: s
             where = f"; the last good checkpoint in {out} is kept" if out is not None else ""
             raise GenlabError(f"the loss became {loss_value} at step {step} (epoch {epoch + 1}){where}. "
                               "Try a lower --lr, --grad-clip 1.0 or --precision fp32")
-        row = {"step": step, "epoch": epoch + 1, "loss": loss_value, **extra,
+        row = {"step": step, "epoch": round(epoch + batch_in_epoch / steps_per_epoch, 3), "loss": loss_value, **extra,
                "lr": sched.get_last_lr()[0], "seconds": round(elapsed(), 2)}
         log.add(row)
         bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
@@ -230,7 +230,9 @@ def train(model, data: TensorDataset, cfg: TrainConfig | None = None, out_dir: s
         sampler_model.eval()
         with autocast(device, False):
             imgs = sampler_model.preview(cfg.num_samples, generator=gen)
-        if imgs.dim() == 4:
+        if hasattr(sampler_model, "render_samples"):  # token models write text, image tokens grids
+            sampler_model.render_samples(imgs, out / Path(name).parent, name=Path(name).stem)
+        elif imgs.dim() == 4:
             save_grid(imgs, out / name)
         model.train()
 

@@ -301,7 +301,8 @@ def _run_reverse(args) -> int:
         kw["temperature"] = args.temperature
     if args.pattern:
         tokens, fixed = model.pattern_to_tokens(args.pattern)
-        kw.update(fixed=tokens.expand(args.num, -1).to(model.device), fixed_mask=fixed.expand(args.num, -1).to(model.device))
+        kw.update(fixed=tokens.expand(args.num, -1).to(model.device),
+                  fixed_mask=fixed.expand(args.num, -1).to(model.device))
     out = args.out or Path(args.checkpoint) / "reverse_process"
     for p in reverse_panel(model, out, args.sampler, args.steps, args.num, generator(args.seed), **kw):
         print(f"wrote {p}")

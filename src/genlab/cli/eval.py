@@ -1,0 +1,85 @@
+"""`genlab eval RUN`: a trained model's numbers on the test split.
+
+Two kinds of number: the family's own (accuracy, reconstruction error, ELBO,
+bits/token, ... from `model.evaluate`) and, for models that generate images,
+FID / KID / precision / recall of samples against the test split, each printed
+beside the train-vs-test floor at the same n so that it has a scale.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import GenlabError
+from ..train.checkpoint import sampling_model
+from ..train.device import pick_device
+from .common import load_data, positive
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("eval", help="test-split metrics of a checkpoint (family metrics, FID/KID vs floor)")
+    p.add_argument("checkpoint", help="run folder written by `genlab train`")
+    p.add_argument("--dataset", default=None, help="compare against this dataset (default: the training one)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--n", type=positive(), default=5000, help="test images for the family's metrics; samples / real images for FID and KID")
+    p.add_argument("--batch-size", type=positive(), default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--metrics", default="all", choices=("all", "model", "samples"),
+                   help="model: the family's own metrics; samples: FID & co; all: both")
+    p.add_argument("--features", default="classifier", choices=("classifier", "inception"),
+                   help="feature network for FID (inception needs its weights file)")
+    p.add_argument("--classifier", default=None, help="feature classifier run folder (default: found by dataset)")
+    p.add_argument("--inception-weights", default=None)
+    p.add_argument("--kid-subsets", type=positive(), default=100)
+    p.add_argument("--k", type=positive(), default=3, help="neighbours for precision/recall")
+    p.add_argument("--sampler", default=None, help="diffusion: sampler for the FID samples")
+    p.add_argument("--steps", type=positive(), default=None, help="diffusion: sampler steps")
+    p.add_argument("--guidance", type=float, default=None, help="diffusion: classifier-free guidance scale")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    p.set_defaults(func=run)
+
+
+def _data_args(args, config: dict):
+    """A namespace that loads the dataset the model was trained on, with its options."""
+    opts = dict(config.get("data", {}).get("options", {}))
+    ns = type("DataArgs", (), {})()
+    ns.image_size, ns.channels = opts.pop("image_size", None), opts.pop("channels", None)
+    ns.data_dir, ns.data_path, ns.subset = args.data_dir, opts.pop("path", None), None
+    ns.data_opt = [f"{k}={v}" for k, v in opts.items() if k != "n"]
+    return ns
+
+
+def run(args) -> int:
+    device = pick_device(args.device)
+    model, config = sampling_model(args.checkpoint, device)
+    dataset = args.dataset or config.get("data", {}).get("name")
+    if not dataset:
+        raise GenlabError(f"{args.checkpoint} does not record its dataset; pass --dataset")
+    results = {"checkpoint": str(args.checkpoint), "family": model.family}
+    trained_on = config.get("data", {}).get("name")
+    if args.metrics in ("all", "model") and hasattr(model, "evaluate") and dataset == trained_on:
+        test = load_data(_data_args(args, config), dataset, "test")
+        own = model.evaluate(test, n=min(args.n, len(test)))
+        results.update(own)
+        print(f"{model.family} on {dataset} (test split):")
+        for k, v in own.items():
+            print(f"  {k:<24} {v:.5g}" if isinstance(v, (int, float)) else f"  {k:<24} {v}")
+    if args.metrics in ("all", "samples") and model.can_sample and getattr(model, "data_kind", "image") == "image":
+        from ..metrics.evaluate import evaluate_model, format_metrics
+
+        kw = {k: v for k, v in {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance}.items()
+              if v is not None}
+        if kw and model.family != "diffusion":
+            raise GenlabError("--sampler/--steps/--guidance only apply to diffusion checkpoints")
+        metrics = evaluate_model(model, dataset, n=args.n, batch_size=args.batch_size, seed=args.seed,
+                                 sample_kwargs=kw, network=args.features, classifier_path=args.classifier,
+                                 inception_weights=args.inception_weights, device=device, data_dir=args.data_dir,
+                                 k=args.k, kid_subsets=args.kid_subsets)
+        print(format_metrics(metrics))
+        results.update(metrics)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    return 0

@@ -1,0 +1,63 @@
+"""`genlab train classifier` + `genlab eval` end to end on tiny checkpoints."""
+
+import json
+
+import pytest
+
+from genlab.cli.main import main
+from genlab.metrics.features import classifier_dir
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """GENLAB_HOME in tmp_path, and one thread (tiny networks on a shared CPU, see test_classifier)."""
+    import torch
+
+    monkeypatch.setenv("GENLAB_HOME", str(tmp_path / "home"))
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield tmp_path / "home"
+    torch.set_num_threads(n)
+
+
+def test_train_classifier_cli_writes_a_feature_network(home, capsys):
+    out = classifier_dir("shapes", 1, 16)
+    rc = main(["train", "classifier", "--dataset", "shapes", "--image-size", "16", "--channels", "1",
+               "--subset", "256", "--epochs", "1", "--batch-size", "64", "--width", "4",
+               "--no-progress", "--out", str(out)])
+    assert rc == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["family"] == "classifier" and cfg["model"]["num_classes"] == 6
+    assert cfg["model"]["channels"] == 1 and cfg["model"]["image_size"] == 16
+    assert (out / "confusion.png").exists()
+
+
+def test_eval_cli_end_to_end(home, tmp_path, capsys):
+    pytest.importorskip("genlab.cli.eval")  # the lead's command; runs once it is wired
+    import torch
+
+    from genlab.models import build_model
+    from genlab.train.checkpoint import save_checkpoint
+
+    clf = classifier_dir("shapes", 1, 16)
+    assert main(["train", "classifier", "--dataset", "shapes", "--image-size", "16", "--channels", "1",
+                 "--subset", "256", "--epochs", "1", "--batch-size", "64", "--width", "4",
+                 "--no-progress", "--out", str(clf)]) == 0
+    torch.manual_seed(0)
+    vae = build_model("vae", {"channels": 1, "image_size": 16, "width": 8, "hidden": 32})
+    run = tmp_path / "vae-run"
+    save_checkpoint(run, vae, meta={"data": {"name": "shapes", "kind": "image", "classes": [],
+                                             "channels": 1, "image_size": 16,
+                                             "options": {"image_size": 16, "channels": 1}}})
+    capsys.readouterr()
+    rc = main(["eval", str(run), "--n", "64", "--kid-subsets", "5", "--json", str(tmp_path / "m.json")])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "FID" in text and "floor (train vs test)" in text
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["n"] == 64 and metrics["fid"] > metrics["floor_fid"] >= 0
+    # a second eval reads the real-data features from the cache
+    assert len(list((home / "feature_stats").glob("shapes-*-n64-*.npz"))) == 2
+    # no classifier for this shape: one clear line, exit status 2
+    rc = main(["eval", str(run), "--n", "64", "--dataset", "cifar10"])
+    assert rc == 2 and "genlab train classifier --dataset cifar10" in capsys.readouterr().err
