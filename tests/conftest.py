@@ -2,8 +2,8 @@
 
 GENLAB_DATA_DIR defaults to <repo>/../shared/datasets (the offline copies of
 MNIST, Fashion-MNIST, CIFAR-10 JPEGs, words); GENLAB_OFFLINE=1 makes any
-download attempt fail fast with a DataError; GENLAB_CACHE points at a fresh
-folder per session so nothing in ~/.cache changes what the tests see.
+download attempt fail fast with a DataError; GENLAB_CACHE and GENLAB_HOME point at
+fresh folders per session so nothing in ~/.cache changes what the tests see.
 """
 
 import os
@@ -19,6 +19,9 @@ os.environ["GENLAB_OFFLINE"] = "1"
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
     os.environ["GENLAB_CACHE"] = str(tmp_path_factory.mktemp("genlab-cache"))
+    # trained feature classifiers and feature stats live under GENLAB_HOME: a user's own
+    # (or a previous run's) must not change what the tests see
+    os.environ["GENLAB_HOME"] = str(tmp_path_factory.mktemp("genlab-home"))
 
 
 @pytest.fixture(scope="session")

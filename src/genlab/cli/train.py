@@ -66,6 +66,8 @@ def run(args) -> int:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{args.family}: {n_params / 1e6:.2f}M parameters; {data.name}: {len(data)} items; run folder {out}")
     result = train(model, data, train_cfg, out, resume=args.resume)
+    if result.stopped == "interrupted":
+        return 130
     eval_and_artifacts(result, args, out)
     print(f"done: {result.steps} steps in {result.seconds / 60:.1f} min; see {out}")
     return 0

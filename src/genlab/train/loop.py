@@ -15,6 +15,8 @@ import csv
 import json
 import math
 import random
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,13 +42,32 @@ class TrainResult:
     ema: torch.nn.Module | None
     history: list[dict] = field(default_factory=list)
     out_dir: Path | None = None
-    stopped: str = "done"           # done | time | steps
+    stopped: str = "done"           # done | time | steps | interrupted
     steps: int = 0
     seconds: float = 0.0
 
     @property
     def sampling_model(self):
         return self.ema if self.ema is not None else self.model
+
+
+class _InterruptFlag:
+    """Ctrl-C / SIGTERM finish the current step, then stop with a checkpoint; a second one aborts."""
+
+    def __init__(self):
+        self.flag, self.previous = False, {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.flag:
+            raise KeyboardInterrupt
+        self.flag = True
+
+    def restore(self):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def seed_everything(seed: int) -> None:
@@ -228,14 +249,14 @@ def train(model, data: TensorDataset, cfg: TrainConfig | None = None, out_dir: s
         if out is None or not main or not sampler_model.can_sample:
             return
         sampler_model.eval()
-        with autocast(device, False):
-            imgs = sampler_model.preview(cfg.num_samples, generator=gen)
+        imgs = sampler_model.preview(cfg.num_samples, generator=gen)
         if hasattr(sampler_model, "render_samples"):  # token models write text, image tokens grids
             sampler_model.render_samples(imgs, out / Path(name).parent, name=Path(name).stem)
         elif imgs.dim() == 4:
             save_grid(imgs, out / name)
         model.train()
 
+    interrupted = _InterruptFlag()
     model.train()
     try:
         while epoch < cfg.epochs and stopped == "done":
@@ -264,6 +285,8 @@ def train(model, data: TensorDataset, cfg: TrainConfig | None = None, out_dir: s
                     stopped = "steps"
                 elif cfg.max_minutes and elapsed() >= 60 * cfg.max_minutes:
                     stopped = "time"
+                elif interrupted.flag:
+                    stopped = "interrupted"
                 if stopped != "done":
                     break
             else:
@@ -273,15 +296,19 @@ def train(model, data: TensorDataset, cfg: TrainConfig | None = None, out_dir: s
                 if cfg.sample_every and epoch % cfg.sample_every == 0 and epoch < cfg.epochs:
                     save_samples(f"samples/epoch_{epoch:03d}.png")
         checkpoint()
-        save_samples("samples.png")
+        if stopped != "interrupted":
+            save_samples("samples.png")
     finally:
+        interrupted.restore()
         bar.close()
         log.flush()
     seconds = elapsed()
     if main and stopped != "done":
-        why = f"time budget of {cfg.max_minutes:g} min" if stopped == "time" else f"step budget of {cfg.max_steps}"
-        tqdm.write(f"stopped at step {step} (epoch {epoch + 1}): {why} reached; checkpoint saved, "
-                   f"continue with --resume" if out is not None else f"stopped at step {step}: {why}")
+        why = {"time": f"time budget of {cfg.max_minutes:g} min reached",
+               "steps": f"step budget of {cfg.max_steps} reached",
+               "interrupted": "interrupted (Ctrl-C)"}[stopped]
+        saved = "; checkpoint saved, continue with --resume" if out is not None else ""
+        tqdm.write(f"stopped at step {step} (epoch {epoch + 1}): {why}{saved}")
     dist.barrier()
     return TrainResult(model, ema.model if ema else None, [dict(r) for r in log.rows], out, stopped, step, seconds)
 
