@@ -30,11 +30,35 @@ def add_parser(sub) -> None:
     g.add_argument("--eta", type=float, default=None, help="DDIM noise (0 = deterministic)")
     g.add_argument("--class", dest="label", type=int, default=None, help="class index to generate")
     g.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    g.add_argument("--spacing", default=None, help="ddim/dpmpp timestep spacing: uniform | quadratic")
+    g.add_argument("--classifier", default=None, help="noisy-classifier run folder: classifier guidance")
+    g.add_argument("--classifier-scale", type=float, default=None, help="classifier-guidance gradient scale (1)")
     g.add_argument("--temperature", type=float, default=None, help="discrete diffusion: sampling temperature")
     g.add_argument("--pattern", default=None, help='discrete diffusion (words): infill a pattern, e.g. "c__t"')
     g.add_argument("--show-intermediate", action="store_true", help="save the denoising strip x_T ... x_0")
     g.add_argument("--gif", action="store_true", help="save a GIF of the reverse process")
     p.set_defaults(func=run)
+
+
+GAUSSIAN = ("diffusion", "toy-diffusion")  # families sampled by genlab.diffusion.samplers
+
+
+def load_classifier(path: str, device):
+    """A trained noisy classifier for classifier guidance."""
+    model, _ = sampling_model(path, device, family="noisy-classifier")
+    return model
+
+
+def num_steps(model, kw) -> int:
+    """Network calls the sampler will make (for the progress bar)."""
+    from ..diffusion import samplers
+
+    sampler = kw.get("sampler") or model.cfg.sampler
+    steps = kw.get("steps") or model.cfg.sample_steps
+    if not steps:
+        default = samplers.DEFAULT_STEPS.get(sampler) if sampler in samplers.available() else None
+        steps = min(default or model.schedule.T, model.schedule.T)
+    return steps
 
 
 def check_shape(model, args) -> None:
@@ -58,6 +82,12 @@ def run(args) -> int:
     kw = {}
     diffusion_only = {"sampler": args.sampler, "steps": args.steps, "eta": args.eta, "guidance": args.guidance,
                       "temperature": args.temperature}
+    gaussian_only = {"spacing": args.spacing, "classifier": args.classifier, "classifier-scale": args.classifier_scale}
+    nrow = None
+    if model.family not in GAUSSIAN and any(v is not None for v in gaussian_only.values()):
+        given = [k for k, v in gaussian_only.items() if v is not None]
+        raise GenlabError(f"--{', --'.join(given)} only apply to Gaussian diffusion checkpoints; "
+                          f"{args.checkpoint} holds a '{model.family}' model")
     if model.family == "discrete":
         kw = {k: v for k, v in diffusion_only.items() if v is not None}
         if "eta" in kw:
@@ -70,10 +100,24 @@ def run(args) -> int:
             kw["fixed_mask"] = fixed.expand(args.num_images, -1).to(model.device)
     elif args.temperature is not None or args.pattern is not None:
         raise GenlabError("--temperature and --pattern apply to discrete diffusion checkpoints only")
-    elif model.family == "diffusion":
+    elif model.family in GAUSSIAN:
         kw = {k: v for k, v in diffusion_only.items() if v is not None}
+        if args.spacing is not None:
+            kw["spacing"] = args.spacing
+        if args.classifier is not None:
+            kw["classifier"] = load_classifier(args.classifier, device)
+            kw["classifier_scale"] = 1.0 if args.classifier_scale is None else args.classifier_scale
+        elif args.classifier_scale is not None:
+            raise GenlabError("--classifier-scale needs --classifier (a noisy-classifier run folder)")
+        classes = kw["classifier"].num_classes if "classifier" in kw else model.num_classes
         if args.label is not None:
             kw["y"] = torch.full((args.num_images,), args.label, dtype=torch.long)
+        elif classes:
+            # no --class on a conditional model (or with a classifier): one row per class
+            nrow = max(1, args.num_images // classes)
+            args.num_images = nrow * classes
+            kw["y"] = torch.arange(classes).repeat_interleave(nrow)
+            print(f"no --class given: a per-class grid, one row per class 0..{classes - 1}")
         if args.show_intermediate or args.gif:
             kw["return_intermediates"] = 10 if not args.gif else 50
     else:
@@ -85,15 +129,16 @@ def run(args) -> int:
         return _sample_generic(model, args, out, kw)
     g = generator(args.seed)
     t0 = time.time()
-    total = (kw.get("steps") or model.schedule.T if model.family == "diffusion" else 0)
-    with tqdm(total=total, disable=not total, unit="step", desc="sampling") as bar:
+    total = num_steps(model, kw) if model.family == "diffusion" else 0
+    # delay: a bad option raises before the bar is drawn, so the error stays one line
+    with tqdm(total=total, disable=not total, unit="step", desc="sampling", delay=0.5) as bar:
         if total:
             kw["progress"] = bar.update
         result = model.sample(args.num_images, generator=g, **kw)
     seconds = time.time() - t0
     images, frames = result if isinstance(result, tuple) else (result, None)
     print(f"{args.num_images} images in {seconds:.1f} s ({args.num_images / seconds:.1f} images/s)")
-    print(f"wrote {save_grid(images, out / 'grid.png')}")
+    print(f"wrote {save_grid(images, out / 'grid.png', nrow=nrow)}")
     if frames:
         k = min(8, args.num_images)
         if args.show_intermediate:
@@ -109,8 +154,11 @@ def _sample_generic(model, args, out: Path, kw) -> int:
     """Families that render their own samples (token models print words, ...)."""
     g = generator(args.seed)
     samples = model.sample(args.num_images, generator=g, **kw)
+    samples, frames = samples if isinstance(samples, tuple) else (samples, None)
     render = getattr(model, "render_samples", None)
     paths = render(samples, out) if render else [save_grid(samples, out / "grid.png")]
+    if frames and hasattr(model, "render_frames"):
+        paths += model.render_frames(frames, out, gif=args.gif)
     for p in paths:
         if p.suffix == ".txt":
             print(p.read_text().rstrip())

@@ -58,6 +58,8 @@ def run(args) -> int:
     if args.resume:
         # a resumed run keeps its stored options; flags given now override the training ones
         model_base, train_base = stored["model"], {**train_base, **stored.get("train", {})}
+        if args.dataset == stored.get("data", {}).get("name"):
+            resume_data_flags(args, stored)
     train_cfg = TrainConfig(**merge(TrainConfig, args.train_fields, args, file_cfg, train_base))
     check_config(train_cfg)
     data = load_data(args, args.dataset, "train")
@@ -65,12 +67,22 @@ def run(args) -> int:
     model = build_model(args.family, model_cfg)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{args.family}: {n_params / 1e6:.2f}M parameters; {data.name}: {len(data)} items; run folder {out}")
-    result = train(model, data, train_cfg, out, resume=args.resume)
+    result = train(model, data, train_cfg, out, resume=args.resume, meta={"subset": args.subset})
     if result.stopped == "interrupted":
         return 130
     eval_and_artifacts(result, args, out)
     print(f"done: {result.steps} steps in {result.seconds / 60:.1f} min; see {out}")
     return 0
+
+
+def resume_data_flags(args, stored: dict) -> None:
+    """Data flags not given again on --resume: those of the stored run (same images, same batches)."""
+    opts = dict(stored.get("data", {}).get("options", {}))
+    size, channels, path = opts.pop("image_size", None), opts.pop("channels", None), opts.pop("path", None)
+    args.image_size, args.channels = args.image_size or size, args.channels or channels
+    args.data_path, args.subset = args.data_path or path, args.subset or stored.get("subset")
+    given = {item.split("=", 1)[0].strip() for item in args.data_opt}
+    args.data_opt = args.data_opt + [f"{k}={v}" for k, v in opts.items() if k not in given]
 
 
 def eval_and_artifacts(result, args, out: Path) -> None:

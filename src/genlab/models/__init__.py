@@ -5,7 +5,8 @@ import importlib
 from .base import MODELS, GenerativeModel, build_model, register  # noqa: F401
 
 # module name per family; a module that is missing is simply not offered
-_FAMILY_MODULES = ["diffusion", "classifier", "autoencoder", "vae", "hvae", "discrete", "toy_diffusion"]
+_FAMILY_MODULES = ["diffusion", "classifier", "autoencoder", "vae", "hvae", "discrete", "toy_diffusion",
+                  "noisy_classifier"]
 
 
 def load_all() -> dict:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ..diffusion import gaussian, samplers
+from ..diffusion.guidance import classifier_guidance
 from ..diffusion.schedules import make_schedule
 from ..errors import GenlabError
 from ..nn.unet import UNet, UNetConfig
@@ -57,6 +58,10 @@ class DiffusionModel(GenerativeModel):
             raise GenlabError(f"unknown loss weighting '{cfg.weighting}'; choose none or min_snr")
         if cfg.conditional and cfg.num_classes < 2:
             raise GenlabError("a conditional diffusion model needs a dataset with class labels")
+        halvings = len(cfg.channel_mult) - 1
+        if cfg.image_size % 2 ** halvings:
+            raise GenlabError(f"the U-Net halves the image {halvings} times (--channel-mult), so --image-size must "
+                              f"be a multiple of {2 ** halvings}, got {cfg.image_size}")
         self.schedule = make_schedule(cfg.schedule, cfg.timesteps)
         self.net = UNet(UNetConfig(
             channels=cfg.channels, image_size=cfg.image_size, base_width=cfg.base_width,
@@ -102,7 +107,15 @@ class DiffusionModel(GenerativeModel):
 
         return fn
 
-    def check_labels(self, y: torch.Tensor | None) -> None:
+    def check_labels(self, y: torch.Tensor | None, classifier=None) -> None:
+        if classifier is not None:
+            classifier.check_compatible(self.cfg.channels, self.cfg.image_size, self.num_classes)
+            if y is None:
+                raise GenlabError("classifier guidance needs the class to generate: pass --class (or labels y)")
+            if int(y.min()) < 0 or int(y.max()) >= classifier.num_classes:
+                raise GenlabError(f"class index out of range: the classifier knows classes "
+                                  f"0..{classifier.num_classes - 1}")
+            return
         if y is None:
             return
         if not self.num_classes:
@@ -140,13 +153,39 @@ class DiffusionModel(GenerativeModel):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None,
                sampler: str | None = None, steps: int | None = None, guidance: float = 1.0, eta: float = 0.0,
-               x_T: torch.Tensor | None = None, return_intermediates: int = 0, progress=None):
-        """n images in [-1, 1] from `sampler` (ddpm | ddim | dpmpp) with `steps` network calls."""
-        self.check_labels(y)
+               x_T: torch.Tensor | None = None, return_intermediates: int = 0, progress=None,
+               spacing: str | None = None, classifier=None, classifier_scale: float = 1.0):
+        """n images in [-1, 1] from `sampler` (ddpm | ddim | dpmpp) with `steps` network calls.
+
+        guidance: classifier-free guidance scale (needs y and a conditional model);
+        classifier: a trained NoisyClassifier for classifier guidance towards y, with
+        gradient scale classifier_scale; spacing: uniform | quadratic (ddim, dpmpp).
+        """
+        self.check_labels(y, classifier)
+        if guidance != 1.0:
+            if not self.num_classes:
+                raise GenlabError("--guidance needs a class-conditional checkpoint (train with --conditional); "
+                                  "this one is unconditional")
+            if y is None:
+                raise GenlabError("--guidance needs the class to generate (--class, or labels y)")
+            if guidance < 0:
+                raise GenlabError(f"--guidance must be >= 0 (0: unconditional, 1: conditional), got {guidance}")
         if y is not None:
             y = y.to(self.device)
+        sampler = sampler or self.cfg.sampler
+        steps = steps or self.cfg.sample_steps or None
+        if steps is None and sampler in samplers.available() and samplers.DEFAULT_STEPS[sampler]:
+            steps = min(samplers.DEFAULT_STEPS[sampler], self.cfg.timesteps)  # a T = 20 model cannot take 50
+        extra = {}
+        if spacing is not None:
+            if sampler == "ddpm":
+                raise GenlabError("--spacing applies to the ddim and dpmpp samplers, not ddpm")
+            extra["spacing"] = spacing
+        model = self.denoiser(guidance)
+        if classifier is not None:
+            model = classifier_guidance(model, classifier.for_schedule(self.schedule), self.schedule,
+                                        classifier_scale, self.cfg.prediction)
         shape = (n, self.cfg.channels, self.cfg.image_size, self.cfg.image_size)
-        return samplers.sample(self.schedule, self.denoiser(guidance), shape, sampler=sampler or self.cfg.sampler,
-                               steps=steps or self.cfg.sample_steps or None, y=y, prediction=self.cfg.prediction,
-                               eta=eta, generator=generator, device=self.device, x_T=x_T,
-                               return_intermediates=return_intermediates, progress=progress)
+        return samplers.sample(self.schedule, model, shape, sampler=sampler, steps=steps, y=y,
+                               prediction=self.cfg.prediction, eta=eta, generator=generator, device=self.device,
+                               x_T=x_T, return_intermediates=return_intermediates, progress=progress, **extra)

@@ -15,7 +15,6 @@ extra "null" class for classifier-free guidance).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -39,22 +38,35 @@ class UNetConfig:
 
 
 def _norm(ch: int) -> nn.GroupNorm:
-    return nn.GroupNorm(math.gcd(32, ch), ch)  # 32 groups where the width allows
+    # up to 32 groups of at least 4 channels: one channel per group would be instance
+    # norm, which throws away per-channel offsets such as the time embedding
+    groups = 32
+    while ch % groups or ch // groups < 4 and groups > 1:
+        groups //= 2
+    return nn.GroupNorm(groups, ch)
 
 
 class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv twice, the embedding entering as a scale and shift after the second norm.
+
+    Scale-shift norm (Nichol & Dhariwal 2021; Dhariwal & Nichol 2021, "AdaGN"):
+    h = GroupNorm(h) * (1 + scale(emb)) + shift(emb). Adding the embedding *before*
+    a norm, as the first DDPM did, lets the norm subtract part of it again.
+    """
+
     def __init__(self, cin: int, cout: int, tdim: int, dropout: float):
         super().__init__()
         self.norm1, self.conv1 = _norm(cin), nn.Conv2d(cin, cout, 3, padding=1)
-        self.temb = nn.Linear(tdim, cout)
+        self.temb = nn.Linear(tdim, 2 * cout)
         self.norm2, self.conv2 = _norm(cout), nn.Conv2d(cout, cout, 3, padding=1)
         self.dropout = nn.Dropout(dropout)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x, temb):
         h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.temb(F.silu(temb))[:, :, None, None]
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        scale, shift = self.temb(F.silu(temb))[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
 
 

@@ -81,7 +81,12 @@ def _load_weights(module, file: Path) -> None:
         weights = load_file(str(file))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{file} is corrupt or truncated ({e}); re-train or restore the run folder") from e
-    missing, unexpected = module.load_state_dict(weights, strict=False)
+    try:
+        missing, unexpected = module.load_state_dict(weights, strict=False)
+    except RuntimeError as e:  # strict=False still raises on size mismatches
+        detail = " ".join(str(e).split("\n", 1)[-1].split())[:160]  # the first size mismatch, on one line
+        raise CheckpointError(f"{file} does not match its config.json ({detail} ...); the run folder was "
+                              "modified — re-train it") from e
     if missing or unexpected:
         raise CheckpointError(f"{file} does not match its config.json (missing: {missing[:3]}, unexpected: "
                               f"{unexpected[:3]}); the run folder was modified — re-train it")

@@ -191,7 +191,9 @@ def train(model, data: TensorDataset, cfg: TrainConfig | None = None, out_dir: s
         sched.load_state_dict(state["scheduler"])
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         seconds_before = state.get("seconds", 0.0)
-        torch.set_rng_state(state["rng"]["torch"][rank] if world > 1 else state["rng"]["torch"][0])
+        rngs = state["rng"]["torch"]  # one per rank; a rank the saving run did not have keeps its fresh seed
+        if rank < len(rngs):
+            torch.set_rng_state(rngs[rank])
         random.setstate(state["rng"]["python"])
         np.random.set_state(state["rng"]["numpy"])
 
@@ -224,7 +226,8 @@ def train(model, data: TensorDataset, cfg: TrainConfig | None = None, out_dir: s
         loss_value, extra = values[0], dict(zip(acc_logs, values[1:]))
         if not math.isfinite(loss_value):
             where = f"; the last good checkpoint in {out} is kept" if out is not None else ""
-            raise GenlabError(f"the loss became {loss_value} at step {step} (epoch {epoch + 1}){where}. "
+            ep = epoch + (batch_in_epoch > 0)  # at an epoch's end `epoch` already counts it
+            raise GenlabError(f"the loss became {loss_value} at step {step} (epoch {ep}){where}. "
                               "Try a lower --lr, --grad-clip 1.0 or --precision fp32")
         row = {"step": step, "epoch": round(epoch + batch_in_epoch / steps_per_epoch, 3), "loss": loss_value, **extra,
                "lr": sched.get_last_lr()[0], "seconds": round(elapsed(), 2)}
@@ -234,12 +237,15 @@ def train(model, data: TensorDataset, cfg: TrainConfig | None = None, out_dir: s
 
     def checkpoint(tag: str | None = None):
         flush_log()
-        if out is None or not main:
+        if out is None:
+            return
+        rngs = dist.all_gather_object(torch.get_rng_state())  # every rank's noise stream, for an exact resume
+        if not main:
             return
         state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                  "ema": ema.state_dict() if ema else None, "step": step, "epoch": epoch,
                  "batch_in_epoch": batch_in_epoch, "seconds": elapsed(),
-                 "rng": {"torch": [torch.get_rng_state()], "python": random.getstate(),
+                 "rng": {"torch": rngs, "python": random.getstate(),
                          "numpy": np.random.get_state()}}
         save_checkpoint(out, model, ema.model if ema else None, state, run_meta)
         log.flush()

@@ -1,0 +1,119 @@
+"""What the default recipe reaches in a fixed time: FID vs floor after N minutes.
+
+    genlab train diffusion --dataset fashion_mnist   (every other option default)
+    stopped by the time budget (--max-minutes), EMA weights sampled
+    -> n samples -> FID / KID / precision / recall vs the test split,
+       each beside its floor (train vs test at the same n)
+
+The features are the trained Fashion-MNIST classifier's (genlab.metrics), so
+the classifier must exist: `genlab train classifier --dataset fashion_mnist`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from ..errors import GenlabError
+from ..train.device import pick_device
+from .speed import load_average, machine_info, md_table
+
+
+@dataclass
+class QualityConfig:
+    minutes: float = 30.0           # training time budget (wall clock)
+    n: int = 2000                   # samples (and real images) for the metrics
+    dataset: str = "fashion_mnist"
+    sampler: str = "auto"           # auto: ddim if registered, else ddpm
+    steps: int = 0                  # sampler network calls (0: 50 for ddim, all T for ddpm)
+    batch_size: int = 250           # images per sampling batch
+    device: str = "auto"
+    seed: int = 0
+    run_dir: str = ""               # training run folder (default: runs/bench_quality/<time stamp>)
+    data_dir: str = ""
+
+
+def check_quality_config(cfg: QualityConfig) -> None:
+    if not cfg.minutes > 0:
+        raise GenlabError(f"--minutes must be positive (the training time budget), got {cfg.minutes}")
+    if cfg.n < 10:
+        raise GenlabError(f"--n must be at least 10 samples for FID and friends, got {cfg.n}")
+    if cfg.steps < 0 or cfg.batch_size < 1:
+        raise GenlabError("--steps must be >= 0 and the sampling batch size >= 1")
+
+
+def run_quality(cfg: QualityConfig, out_dir: str | Path, log=print) -> dict:
+    """Train the default recipe for cfg.minutes, sample, score; writes the grid into out_dir."""
+    from ..data import load_dataset
+    from ..diffusion.samplers import available
+    from ..metrics.evaluate import evaluate_samples, sample_model
+    from ..metrics.features import feature_extractor
+    from ..models.diffusion import DiffusionModel
+    from ..train import TrainConfig, train
+    from ..viz.grid import save_grid
+
+    check_quality_config(cfg)
+    device = pick_device(cfg.device)
+    sampler = ("ddim" if "ddim" in available() else "ddpm") if cfg.sampler == "auto" else cfg.sampler
+    if sampler not in available():
+        raise GenlabError(f"unknown sampler '{sampler}'; choose one of: {', '.join(available())}")
+    data = load_dataset(cfg.dataset, "train", data_dir=cfg.data_dir or None)
+    # fail before training, not after it, when the metrics cannot run
+    extractor = feature_extractor(cfg.dataset, data.channels, data.image_size, device=device)
+
+    model = DiffusionModel(DiffusionModel.Config(channels=data.channels, image_size=data.image_size,
+                                                 num_classes=data.num_classes))
+    steps = cfg.steps or (None if sampler == "ddpm" else min(50, model.cfg.timesteps))
+    # the default recipe, stopped by time alone; no mid-run grids so the budget goes to training
+    tcfg = replace(TrainConfig(**DiffusionModel.train_defaults), epochs=1_000_000, max_minutes=cfg.minutes,
+                   sample_every=0, device=cfg.device, seed=cfg.seed)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(cfg.run_dir or f"runs/bench_quality/{cfg.minutes:g}min-{stamp}")
+    load_before = load_average()
+    log(f"quality: training the default diffusion recipe on {cfg.dataset} for {cfg.minutes:g} min "
+        f"({machine_info(device)}, load {load_before}); run folder {run_dir}")
+    result = train(model, data, tcfg, run_dir)
+    model = result.sampling_model.eval()
+
+    log(f"quality: {result.steps} steps; sampling {cfg.n} images with {sampler}"
+        f"{'' if steps is None else f'-{steps}'} ...")
+    t = time.perf_counter()
+    g = torch.Generator(device=device).manual_seed(cfg.seed)
+    samples = sample_model(model, cfg.n, cfg.batch_size, generator=g, sampler=sampler, steps=steps)
+    sample_seconds = time.perf_counter() - t
+    out_dir = Path(out_dir)
+    grid = save_grid(samples[:64], out_dir / "quality_samples.png", nrow=8)
+    metrics = evaluate_samples(samples, cfg.dataset, cfg.n, extractor=extractor,
+                               data_dir=cfg.data_dir or None)
+    out = dict(cfg=cfg, steps=result.steps, seconds=result.seconds, batch_size=tcfg.batch_size,
+               epochs=result.steps * tcfg.batch_size / len(data), sampler=sampler,
+               sampler_steps=steps or model.cfg.timesteps, sample_seconds=sample_seconds, metrics=metrics,
+               grid=grid, run_dir=run_dir, machine=machine_info(device), load=(load_before, load_average()))
+    out["markdown"] = quality_markdown(out)
+    return out
+
+
+def quality_markdown(q: dict) -> str:
+    cfg, m = q["cfg"], q["metrics"]
+
+    def num(key):
+        v = m.get(key)
+        return "-" if v is None else f"{v:.4g}"
+
+    rows = [["FID", num("fid"), num("floor_fid")], ["KID", num("kid"), num("floor_kid")],
+            ["precision", num("precision"), num("floor_precision")], ["recall", num("recall"), num("floor_recall")]]
+    return "\n".join([
+        "## Quality", "",
+        f"`genlab bench --quality --minutes {cfg.minutes:g} --n {cfg.n}` on {q['machine']}; "
+        f"load average {q['load'][0]} before, {q['load'][1]} after.", "",
+        f"The default diffusion recipe on {cfg.dataset} (`genlab train diffusion --dataset {cfg.dataset}`), "
+        f"stopped by a {cfg.minutes:g}-minute budget: {q['steps']} steps of batch {q['batch_size']} "
+        f"({q['epochs']:.2f} epochs) in {q['seconds'] / 60:.1f} min. EMA weights, {q['sampler']}-{q['sampler_steps']} "
+        f"sampling of {cfg.n} images took {q['sample_seconds']:.0f} s. Features: {m.get('features')}; "
+        f"floor: {m.get('floor', '-')} at the same n.", "",
+        md_table(["metric", "samples", "floor"], rows), "",
+        f"![{cfg.minutes:g}-minute samples]({Path(q['grid']).name})", ""])

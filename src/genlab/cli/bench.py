@@ -1,0 +1,95 @@
+"""`genlab bench`: speed table (and, with --quality, FID after a time budget) -> benchmarks/results.md.
+
+    genlab bench                          # speed: train step fp32 vs fast path vs diffusers, MFU, sampling
+    genlab bench --quick                  # the same table at tiny sizes (CI, seconds)
+    genlab bench --quality --minutes 30   # default Fashion-MNIST recipe for 30 min -> FID vs floor + grid
+
+Each part rewrites only its own section of <out>/results.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from ..errors import GenlabError
+from .common import positive
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="speed and quality benchmark -> benchmarks/results.md",
+                       description="Measure the training loop (fp32 eager vs the fast path vs diffusers, "
+                                   "FLOP/s vs the measured matmul peak) and sampling; or, with --quality, "
+                                   "what the default recipe reaches in a time budget. A benchmark, not a test: "
+                                   "run it on a quiet machine.")
+    p.add_argument("--out", default="benchmarks", help="folder for results.md (and the quality sample grid)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and few steps (CI): still the full table")
+    p.add_argument("--threads", type=positive(), default=None, help="CPU threads for torch (default: torch's)")
+    g = p.add_argument_group("speed")
+    g.add_argument("--batch-size", type=positive(), default=None, help="training batch (default: 128 CPU, 512 GPU)")
+    g.add_argument("--steps", type=positive(), default=None, help="timed steps per repeat")
+    g.add_argument("--repeats", type=positive(), default=None, help="timings per path (the minimum counts)")
+    g.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                   help="also time the fast path under torch.compile (auto: on, off with --quick)")
+    g.add_argument("--no-diffusers", action="store_true", help="skip the diffusers.UNet2DModel rows")
+    g.add_argument("--no-sampling", action="store_true", help="skip the sampling rows")
+    g.add_argument("--sample-n", type=positive(), default=None, help="images per sampling run (default 64)")
+    q = p.add_argument_group("quality")
+    q.add_argument("--quality", action="store_true",
+                   help="train the default Fashion-MNIST diffusion recipe for --minutes, then FID vs floor")
+    q.add_argument("--minutes", type=positive(float), default=30.0, help="training time budget")
+    q.add_argument("--n", type=positive(), default=2000, help="samples for FID/KID/precision/recall")
+    q.add_argument("--sampler", default="auto", help="auto (ddim if available, else ddpm) | ddpm | ddim | ...")
+    q.add_argument("--sample-steps", type=int, default=0, help="sampler network calls (0: 50, or all T for ddpm)")
+    q.add_argument("--run-dir", default="", help="training run folder (default: runs/bench_quality/<time>)")
+    q.add_argument("--data-dir", default="", help="folder with local dataset copies (or $GENLAB_DATA_DIR)")
+    p.set_defaults(func=run)
+
+
+def command_line(args) -> str:
+    """The speed flags that were given, to print above the table."""
+    flags = [("--quick", args.quick), ("--no-diffusers", args.no_diffusers), ("--no-sampling", args.no_sampling)]
+    parts = ["genlab bench"] + [f for f, on in flags if on]
+    for name in ("device", "threads", "batch_size", "steps", "repeats", "compile", "sample_n"):
+        v = getattr(args, name)
+        if v is not None and v != "auto":
+            parts.append(f"--{name.replace('_', '-')} {v}")
+    return " ".join(parts)
+
+
+def run(args) -> int:
+    from ..bench import QualityConfig, SpeedConfig, quick_config, run_quality, run_speed, write_section
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    results = out / "results.md"
+    if args.quality:
+        if args.quick:
+            raise GenlabError("--quality and --quick do not mix: a quick quality run is --quality --minutes 0.5 --n 200")
+        cfg = QualityConfig(minutes=args.minutes, n=args.n, sampler=args.sampler, steps=args.sample_steps,
+                            device=args.device, run_dir=args.run_dir, data_dir=args.data_dir)
+        result = run_quality(cfg, out)
+        name = "quality"
+    else:
+        cfg = quick_config(args.device) if args.quick else SpeedConfig(device=args.device)
+        overrides = {"batch_size": args.batch_size, "steps": args.steps, "repeats": args.repeats,
+                     "sample_n": args.sample_n}
+        cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+        if args.compile != "auto":
+            cfg = replace(cfg, compile=args.compile == "on")
+        if args.no_diffusers:
+            cfg = replace(cfg, diffusers=False)
+        if args.no_sampling:
+            cfg = replace(cfg, sample_precisions=())
+        cfg = replace(cfg, command=command_line(args))
+        result = run_speed(cfg)
+        name = "speed"
+    print()
+    print(result["markdown"])
+    write_section(results, name, result["markdown"])
+    print(f"wrote {results}")
+    return 0
