@@ -87,7 +87,7 @@ def _fixed(shape=(3, 1, 2, 2), seed=1):
 
 
 def test_ddpm_p_sample_is_algorithm_2():
-    """x_{t-1} = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - abar_t) eps) + sigma_t z, sigma_t^2 = beta~_t (DDPM Eq. 11)."""
+    """x_{t-1} = (x_t - beta_t / sqrt(1 - abar_t) eps) / sqrt(alpha_t) + sigma_t z, sigma_t^2 = beta~_t (Eq. 11)."""
     s = make_schedule("linear", 100)
     x_t, eps, _ = (v.float() for v in _fixed())
     t = 60

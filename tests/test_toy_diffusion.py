@@ -11,7 +11,7 @@ from genlab.data import load_dataset
 from genlab.diffusion.ddim import ddim_invert, ddim_sample_loop
 from genlab.errors import GenlabError
 from genlab.models import build_model
-from genlab.models.toy_diffusion import ToyDiffusion, chamfer, energy_distance, mmd_rbf, point_metrics
+from genlab.models.toy_diffusion import ToyDiffusion, chamfer, energy_distance, mmd_rbf
 from genlab.nn.mlp import MLP, TimeMLP
 from genlab.train import TrainConfig, train
 from genlab.viz import toy2d
@@ -87,7 +87,7 @@ def test_ddim_inversion_round_trip_on_the_trained_model(trained, moons):
 
 def test_pictures(trained, moons, tmp_path):
     _, test = moons
-    paths = trained.save_artifacts(test, tmp_path, torch.Generator().manual_seed(0))
+    paths = toy2d.toy_artifacts(trained, test, tmp_path, torch.Generator().manual_seed(0), n=400)
     names = {p.name for p in paths}
     assert names == {"data.png", "forward_process.png", "samples_vs_data.png", "reverse_trajectories.png",
                      "reverse_process.gif", "quality_vs_steps.png"}

@@ -12,7 +12,7 @@ the classifier must exist: `genlab train classifier --dataset fashion_mnist`.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -35,6 +35,8 @@ class QualityConfig:
     seed: int = 0
     run_dir: str = ""               # training run folder (default: runs/bench_quality/<time stamp>)
     data_dir: str = ""
+    model: dict = field(default_factory=dict)   # DiffusionConfig overrides (default: the default recipe)
+    sample_bf16: bool = False       # sample with the network in bf16 autocast
 
 
 def check_quality_config(cfg: QualityConfig) -> None:
@@ -65,8 +67,9 @@ def run_quality(cfg: QualityConfig, out_dir: str | Path, log=print) -> dict:
     # fail before training, not after it, when the metrics cannot run
     extractor = feature_extractor(cfg.dataset, data.channels, data.image_size, device=device)
 
-    model = DiffusionModel(DiffusionModel.Config(channels=data.channels, image_size=data.image_size,
-                                                 num_classes=data.num_classes))
+    model = DiffusionModel(DiffusionModel.Config(**{**cfg.model, "channels": data.channels,
+                                                    "image_size": data.image_size, "num_classes": data.num_classes,
+                                                    "sample_bf16": cfg.sample_bf16}))
     steps = cfg.steps or (None if sampler == "ddpm" else min(50, model.cfg.timesteps))
     # the default recipe, stopped by time alone; no mid-run grids so the budget goes to training
     tcfg = replace(TrainConfig(**DiffusionModel.train_defaults), epochs=1_000_000, max_minutes=cfg.minutes,
@@ -89,12 +92,30 @@ def run_quality(cfg: QualityConfig, out_dir: str | Path, log=print) -> dict:
     grid = save_grid(samples[:64], out_dir / "quality_samples.png", nrow=8)
     metrics = evaluate_samples(samples, cfg.dataset, cfg.n, extractor=extractor,
                                data_dir=cfg.data_dir or None)
-    out = dict(cfg=cfg, steps=result.steps, seconds=result.seconds, batch_size=tcfg.batch_size,
+    # training time from the last log row: result.seconds also counts the final checkpoint and grid
+    train_seconds = float(result.history[-1]["seconds"]) if result.history else result.seconds
+    out = dict(cfg=cfg, steps=result.steps, seconds=train_seconds, batch_size=tcfg.batch_size,
                epochs=result.steps * tcfg.batch_size / len(data), sampler=sampler,
                sampler_steps=steps or model.cfg.timesteps, sample_seconds=sample_seconds, metrics=metrics,
                grid=grid, run_dir=run_dir, machine=machine_info(device), load=(load_before, load_average()))
     out["markdown"] = quality_markdown(out)
     return out
+
+
+def model_flags(model: dict) -> str:
+    """DiffusionConfig overrides as `genlab train` flags."""
+    def value(v):
+        return ",".join(map(str, v)) if isinstance(v, tuple) else str(v).lower() if isinstance(v, bool) else str(v)
+    return "".join(f" --{k.replace('_', '-')} {value(v)}" for k, v in model.items())
+
+
+def quality_command(cfg: QualityConfig) -> str:
+    parts = [f"genlab bench --quality --minutes {cfg.minutes:g} --n {cfg.n}"]
+    parts += [f"--model {k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in cfg.model.items()]
+    parts += ["--sample-bf16"] * cfg.sample_bf16
+    if cfg.sampler != "auto" or cfg.steps:
+        parts.append(f"--sampler {cfg.sampler}" + (f" --sample-steps {cfg.steps}" if cfg.steps else ""))
+    return " ".join(parts)
 
 
 def quality_markdown(q: dict) -> str:
@@ -108,11 +129,13 @@ def quality_markdown(q: dict) -> str:
             ["precision", num("precision"), num("floor_precision")], ["recall", num("recall"), num("floor_recall")]]
     return "\n".join([
         "## Quality", "",
-        f"`genlab bench --quality --minutes {cfg.minutes:g} --n {cfg.n}` on {q['machine']}; "
+        f"`{quality_command(cfg)}` on {q['machine']}; "
         f"load average {q['load'][0]} before, {q['load'][1]} after.", "",
-        f"The default diffusion recipe on {cfg.dataset} (`genlab train diffusion --dataset {cfg.dataset}`), "
+        f"The {'default ' if not cfg.model else ''}diffusion recipe on {cfg.dataset} "
+        f"(`genlab train diffusion --dataset {cfg.dataset}{model_flags(cfg.model)}`), "
         f"stopped by a {cfg.minutes:g}-minute budget: {q['steps']} steps of batch {q['batch_size']} "
         f"({q['epochs']:.2f} epochs) in {q['seconds'] / 60:.1f} min. EMA weights, {q['sampler']}-{q['sampler_steps']} "
+        f"{'bf16 ' if cfg.sample_bf16 else ''}"
         f"sampling of {cfg.n} images took {q['sample_seconds']:.0f} s. Features: {m.get('features')}; "
         f"floor: {m.get('floor', '-')} at the same n.", "",
         md_table(["metric", "samples", "floor"], rows), "",

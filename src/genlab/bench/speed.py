@@ -35,6 +35,7 @@ from ..errors import GenlabError
 from ..train.config import TrainConfig
 from ..train.device import autocast, pick_device, use_bf16, use_channels_last
 from ..train.ema import EMA
+from ..train.loop import build_optimizer
 
 SKIP_DIFFUSERS = "skipped: pip install genlab[bench] (diffusers) to compare with diffusers.UNet2DModel"
 
@@ -90,11 +91,14 @@ def timed(fn, device: torch.device, n: int = 1) -> float:
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, repeats: int = 5) -> float:
-    """FLOP/s of an n x n x n torch.matmul: the practical peak of this device and dtype."""
+    """FLOP/s of an n x n x n torch.matmul: the practical peak of this device and dtype.
+
+    Each timing runs enough matmuls to last ~50 ms, so timer and launch overheads vanish.
+    """
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
-    inner = 1 if device.type == "cpu" else 20  # a GPU matmul is too short to time alone
-    timed(lambda: torch.matmul(a, b), device)
+    one = min(timed(lambda: torch.matmul(a, b), device) for _ in range(2))
+    inner = max(1, min(1000, round(0.05 / max(one, 1e-6))))
     best = min(timed(lambda: torch.matmul(a, b), device, inner) for _ in range(repeats))
     return 2 * n ** 3 / best
 
@@ -158,10 +162,15 @@ class DiffusersDiffusion(torch.nn.Module):
 
 
 def diffusers_unet(reference, width: int):
-    """A UNet2DModel with the reference U-Net's layout (levels, blocks, attention) at base width `width`."""
+    """A UNet2DModel with the reference U-Net's layout at base width `width`.
+
+    Same levels, residual blocks, single-head attention resolutions and scale-shift
+    time embedding (AdaGN) as genlab.nn.unet; one GroupNorm group count throughout.
+    """
     from diffusers import UNet2DModel
 
     c = reference.cfg
+    groups = math.gcd(reference.net.out[0].num_groups, width)  # GroupNorm groups at full resolution, as genlab
     res = [c.image_size // 2 ** i for i in range(len(c.channel_mult))]
     attn = [r in tuple(c.attn_resolutions) for r in res]
     return UNet2DModel(
@@ -169,7 +178,7 @@ def diffusers_unet(reference, width: int):
         layers_per_block=c.num_res_blocks, block_out_channels=tuple(width * m for m in c.channel_mult),
         down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attn),
         up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)),
-        norm_num_groups=math.gcd(32, width), attention_head_dim=None)
+        norm_num_groups=groups, attention_head_dim=None, resnet_time_scale_shift="scale_shift")
 
 
 def diffusers_model(reference):
@@ -205,7 +214,7 @@ class TrainStep:
     """One optimisation step as genlab.train.loop runs it, callable again and again.
 
     Same choices as the loop for the same TrainConfig: bf16 autocast
-    (`precision`), channels_last, AdamW (fused on CUDA, foreach elsewhere) with no
+    (`precision`), channels_last, AdamW (the loop's build_optimizer) with no
     decay on norms and biases, global-norm clipping, EMA, torch.compile; batches
     come from the BatchLoader over in-memory uint8 images. No host sync inside.
     """
@@ -219,8 +228,8 @@ class TrainStep:
         decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
         no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
         groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        self.fused = device.type == "cuda"
-        self.opt = torch.optim.AdamW(groups, lr=cfg.lr, fused=self.fused, foreach=None if self.fused else True)
+        self.opt = build_optimizer(groups, cfg.lr, device)
+        self.fused = bool(self.opt.defaults.get("fused"))
         self.ema = EMA(model, cfg.ema_decay, cfg.ema_warmup) if cfg.ema_decay > 0 else None
         self.net = torch.compile(model) if cfg.compile else model
         self.loader = BatchLoader(data, cfg.batch_size, seed=cfg.seed, device=device)
@@ -299,8 +308,6 @@ def time_paths(paths: list[StepBench], cfg: SpeedConfig, device: torch.device, l
                 p.step()
             sync(device)
         except Exception as e:  # a path that cannot run here (e.g. compile without a compiler) is reported, not fatal
-            if isinstance(e, KeyboardInterrupt):
-                raise
             p.error = f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
             log(f"  {p.model_name} [{p.label}]: failed: {p.error}")
     for r in range(cfg.repeats):
@@ -366,9 +373,8 @@ def run_speed(cfg: SpeedConfig, log=print) -> dict:
 
             def diffusers_path(label, tcfg):
                 def make():
-                    m = diffusers_model(reference)
-                    assert m.unet.config.block_out_channels[0] == width
-                    return TrainStep(m, data, tcfg, device)
+                    torch.manual_seed(0)
+                    return TrainStep(DiffusersDiffusion(diffusers_unet(reference, width), reference), data, tcfg, device)
                 return StepBench("diffusers UNet2DModel", label, make, d_params, d_flops)
 
             paths += [diffusers_path("fp32 eager", fp32_cfg), diffusers_path("fast path (loop default)", fast_cfg)]

@@ -28,6 +28,9 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p.add_argument("--quick", action="store_true", help="tiny sizes and few steps (CI): still the full table")
     p.add_argument("--threads", type=positive(), default=None, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
+                   help="U-Net/diffusion option instead of the default, e.g. --model num_res_blocks=1 "
+                        "--model channel_mult=1,2,2 --model attn_resolutions= (repeatable; speed and quality)")
     g = p.add_argument_group("speed")
     g.add_argument("--batch-size", type=positive(), default=None, help="training batch (default: 128 CPU, 512 GPU)")
     g.add_argument("--steps", type=positive(), default=None, help="timed steps per repeat")
@@ -44,15 +47,42 @@ def add_parser(sub) -> None:
     q.add_argument("--n", type=positive(), default=2000, help="samples for FID/KID/precision/recall")
     q.add_argument("--sampler", default="auto", help="auto (ddim if available, else ddpm) | ddpm | ddim | ...")
     q.add_argument("--sample-steps", type=int, default=0, help="sampler network calls (0: 50, or all T for ddpm)")
+    q.add_argument("--sample-bf16", action="store_true", help="run the sampler's network in bf16 autocast")
     q.add_argument("--run-dir", default="", help="training run folder (default: runs/bench_quality/<time>)")
     q.add_argument("--data-dir", default="", help="folder with local dataset copies (or $GENLAB_DATA_DIR)")
     p.set_defaults(func=run)
 
 
+def model_options(items: list[str]) -> dict:
+    """--model KEY=VALUE pairs as DiffusionConfig overrides (tuples as comma lists)."""
+    import dataclasses
+
+    from ..models.diffusion import DiffusionConfig
+
+    fields = {f.name: f.default for f in dataclasses.fields(DiffusionConfig)}
+    out = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or key not in fields:
+            raise GenlabError(f"--model expects KEY=VALUE with KEY one of {', '.join(fields)}; got '{item}'")
+        default, text = fields[key], text.strip()
+        try:
+            if isinstance(default, tuple):
+                out[key] = tuple(int(v) for v in text.split(",") if v.strip())
+            elif isinstance(default, bool):
+                out[key] = {"true": True, "1": True, "false": False, "0": False}[text.lower()]
+            else:
+                out[key] = type(default)(text)
+        except (ValueError, KeyError) as e:
+            raise GenlabError(f"--model {key}: cannot read '{text}' as {type(default).__name__}") from e
+    return out
+
+
 def command_line(args) -> str:
     """The speed flags that were given, to print above the table."""
     flags = [("--quick", args.quick), ("--no-diffusers", args.no_diffusers), ("--no-sampling", args.no_sampling)]
-    parts = ["genlab bench"] + [f for f, on in flags if on]
+    parts = ["genlab bench"] + [f for f, on in flags if on] + [f"--model {m}" for m in args.model]
     for name in ("device", "threads", "batch_size", "steps", "repeats", "compile", "sample_n"):
         v = getattr(args, name)
         if v is not None and v != "auto":
@@ -61,21 +91,32 @@ def command_line(args) -> str:
 
 
 def run(args) -> int:
-    from ..bench import QualityConfig, SpeedConfig, quick_config, run_quality, run_speed, write_section
-
+    threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
+    try:
+        return _run(args)
+    finally:
+        torch.set_num_threads(threads)  # main() may be called in-process (tests): leave torch as it was
+
+
+def _run(args) -> int:
+    from ..bench import QualityConfig, SpeedConfig, quick_config, run_quality, run_speed, write_section
+
     out = Path(args.out)
     results = out / "results.md"
     if args.quality:
         if args.quick:
             raise GenlabError("--quality and --quick do not mix: a quick quality run is --quality --minutes 0.5 --n 200")
         cfg = QualityConfig(minutes=args.minutes, n=args.n, sampler=args.sampler, steps=args.sample_steps,
-                            device=args.device, run_dir=args.run_dir, data_dir=args.data_dir)
+                            device=args.device, run_dir=args.run_dir, data_dir=args.data_dir,
+                            model=model_options(args.model), sample_bf16=args.sample_bf16)
         result = run_quality(cfg, out)
         name = "quality"
     else:
         cfg = quick_config(args.device) if args.quick else SpeedConfig(device=args.device)
+        if args.model:
+            cfg = replace(cfg, model={**cfg.model, **model_options(args.model)})
         overrides = {"batch_size": args.batch_size, "steps": args.steps, "repeats": args.repeats,
                      "sample_n": args.sample_n}
         cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})

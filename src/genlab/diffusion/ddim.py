@@ -6,8 +6,8 @@ network's estimates x0 and eps at x_t, one step to an earlier timestep s < t is
     x_s = sqrt(abar_s) x0 + sqrt(1 - abar_s - sigma^2) eps + sigma z          (Eq. 12)
     sigma = eta sqrt((1 - abar_s) / (1 - abar_t)) sqrt(1 - abar_t / abar_s)  (Eq. 16)
 
-eta = 0 is the deterministic DDIM sampler (an Euler step of the probability-flow
-ODE in the variables x / sqrt(abar), sigma / sqrt(abar)); eta = 1 with every
+eta = 0 is the deterministic DDIM sampler: an Euler step of the probability-flow
+ODE d(x / sqrt(abar)) = eps d(sqrt(1 - abar) / sqrt(abar)) (Eq. 14); eta = 1 with every
 timestep is exactly ancestral DDPM sampling (sigma^2 becomes the posterior
 variance beta~_t). Running the eta = 0 update forwards in time maps an image to
 the noise that generates it (DDIM inversion, Sec. 4.3 / 5.4 of the paper).

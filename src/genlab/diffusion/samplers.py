@@ -27,11 +27,13 @@ def register_sampler(name: str, default_steps: int | None = None):
 
 @register_sampler("ddpm")
 def ddpm(schedule, model, shape, *, steps=None, y=None, prediction="eps", eta=1.0, generator=None,
-         device="cpu", x_T=None, return_intermediates=0, progress=None):
+         device="cpu", x_T=None, return_intermediates=0, progress=None, clip=True, spacing=None):
     if steps not in (None, schedule.T):
         raise GenlabError(f"the ddpm sampler runs all {schedule.T} steps; use --sampler ddim or dpmpp "
                           f"for {steps} steps")
-    return gaussian.p_sample_loop(schedule, model, shape, y=y, prediction=prediction, generator=generator,
+    if spacing is not None:
+        raise GenlabError("--spacing applies to the ddim and dpmpp samplers, not ddpm")
+    return gaussian.p_sample_loop(schedule, model, shape, y=y, prediction=prediction, clip=clip, generator=generator,
                                   device=device, x_T=x_T, return_intermediates=return_intermediates,
                                   progress=progress)
 
@@ -54,7 +56,7 @@ def sample(schedule, model, shape, sampler: str = "ddpm", steps: int | None = No
     _load_plugins()
     if sampler not in SAMPLERS:
         raise GenlabError(f"unknown sampler '{sampler}'; choose one of: {', '.join(SAMPLERS)}")
-    steps = steps or DEFAULT_STEPS[sampler]
+    steps = steps or (min(DEFAULT_STEPS[sampler], schedule.T) if DEFAULT_STEPS[sampler] else None)
     if steps is not None and not 1 <= steps <= schedule.T:
         raise GenlabError(f"--steps must be between 1 and the model's {schedule.T} timesteps, got {steps}")
     return SAMPLERS[sampler](schedule, model, shape, steps=steps, **kw)

@@ -16,10 +16,14 @@ import torch
 from ..errors import GenlabError
 
 
-def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
-    """DDPM's linear schedule (Ho et al. 2020, Sec. 4), rescaled so any T keeps its shape."""
+def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02, max_beta: float = 0.999) -> torch.Tensor:
+    """DDPM's linear schedule (Ho et al. 2020, Sec. 4), rescaled so any T keeps its shape.
+
+    For T < 21 the rescaled betas would reach 1 (x_t all noise in one step, and a
+    division by zero in Eq. 7), so they are clipped at max_beta like the cosine ones.
+    """
     scale = 1000 / T
-    return torch.linspace(scale * beta_start, scale * beta_end, T, dtype=torch.float64)
+    return torch.linspace(scale * beta_start, scale * beta_end, T, dtype=torch.float64).clamp(max=max_beta)
 
 
 def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:

@@ -8,17 +8,10 @@ U-Net's encoder half (residual blocks, strided-conv downsampling, optional
 self-attention) followed by global average pooling, LayerNorm, SiLU and a
 linear layer, as the classifier of Dhariwal & Nichol 2021 (Sec. 4, with
 average instead of attention pooling).
-
-Its residual blocks apply the time embedding as a scale and shift of the
-normalised features (AdaGN, Dhariwal & Nichol 2021, Sec. 3) and use groups of
-at least 4 channels. The U-Net's ResBlock adds the embedding *before* a
-GroupNorm that has one channel per group at widths <= 32; that normalisation
-removes any per-channel constant, so such a block cannot see t at all.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +24,7 @@ from ..diffusion.gaussian import q_sample
 from ..diffusion.schedules import NoiseSchedule, make_schedule
 from ..errors import GenlabError
 from ..nn.embeddings import TimeEmbedding
-from ..nn.unet import Attention
+from ..nn.unet import Attention, ResBlock
 from .base import GenerativeModel, register
 
 
@@ -47,29 +40,6 @@ class NoisyClassifierConfig:
     dropout: float = 0.0
     timesteps: int = 1000           # T of the noise schedule it is trained on (use the diffusion model's)
     schedule: str = "cosine"        # linear | cosine (use the diffusion model's)
-
-
-def group_norm(ch: int) -> nn.GroupNorm:
-    """GroupNorm with at most 32 groups of at least 4 channels (DDPM: 32 groups of 4 at 128 channels)."""
-    return nn.GroupNorm(math.gcd(32, max(1, ch // 4)), ch)
-
-
-class ResBlock(nn.Module):
-    """x + conv(SiLU(AdaGN(conv(SiLU(GN(x))), t))), AdaGN(h, t) = GN(h) (1 + scale(t)) + shift(t)."""
-
-    def __init__(self, cin: int, cout: int, tdim: int, dropout: float):
-        super().__init__()
-        self.norm1, self.conv1 = group_norm(cin), nn.Conv2d(cin, cout, 3, padding=1)
-        self.temb = nn.Linear(tdim, 2 * cout)
-        self.norm2, self.conv2 = group_norm(cout), nn.Conv2d(cout, cout, 3, padding=1)
-        self.dropout = nn.Dropout(dropout)
-        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
-
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        scale, shift = self.temb(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
-        h = self.norm2(h) * (1 + scale) + shift
-        return self.skip(x) + self.conv2(self.dropout(F.silu(h)))
 
 
 class NoisyClassifierNet(nn.Module):
@@ -95,8 +65,8 @@ class NoisyClassifierNet(nn.Module):
                 res //= 2
         layers.append(ResBlock(ch, ch, tdim, cfg.dropout))
         self.layers = nn.ModuleList(layers)
-        # pool first, then normalise: a GroupNorm with one channel per group (narrow networks) would
-        # give every channel zero spatial mean, and average pooling would then see nothing
+        # pool first, then normalise: a GroupNorm right before the pooling would remove each group's
+        # spatial mean, the very statistic that average pooling reads
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LayerNorm(ch), nn.SiLU(),
                                   nn.Linear(ch, cfg.num_classes))
 

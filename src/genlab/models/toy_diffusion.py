@@ -49,10 +49,10 @@ def mmd_rbf(x: torch.Tensor, y: torch.Tensor, bandwidths: tuple = (0.1, 0.2, 0.5
     x, y = x.double(), y.double()
 
     def k(a, b):
-        d2 = torch.cdist(a, b).pow(2)
-        return sum(torch.exp(-d2 / (2 * h * h)) for h in bandwidths).mean()
+        d2 = torch.cdist(a, b).pow_(2)
+        return sum(float(torch.exp(d2 / (-2 * h * h)).mean()) for h in bandwidths)
 
-    return float(k(x, x) + k(y, y) - 2 * k(x, y))
+    return k(x, x) + k(y, y) - 2 * k(x, y)
 
 
 def chamfer(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -95,6 +95,9 @@ class ToyDiffusion(GenerativeModel):
         if cfg.prediction not in ("eps", "x0", "v"):
             raise GenlabError(f"unknown prediction target '{cfg.prediction}'; choose eps, x0 or v")
         self.schedule = make_schedule(cfg.schedule, cfg.timesteps)
+        if float(self.schedule.betas.max()) >= 1:
+            raise GenlabError(f"the {cfg.schedule} schedule has betas >= 1 at T = {cfg.timesteps} (DDPM's linear "
+                              "betas are rescaled by 1000 / T); use --timesteps 21 or more, or --schedule cosine")
         self.net = TimeMLP(cfg.dim, cfg.hidden, cfg.depth, cfg.time_dim)
 
     @property
@@ -161,13 +164,13 @@ class ToyDiffusion(GenerativeModel):
         from ..viz.toy2d import points_gif, trajectory_plot
 
         out = Path(out_dir)
-        paths = [trajectory_plot(frames, out / "reverse_trajectories.png")]
+        paths = [trajectory_plot([(frames, "reverse trajectories")], out / "reverse_trajectories.png")]
         if gif:
-            paths.append(points_gif(frames, out / "reverse_process.gif",
-                                    labels=[f"step {i}/{len(frames) - 1}" for i in range(len(frames))]))
+            paths.append(points_gif(frames, out / "reverse_process.gif"))
         return paths
 
-    def save_artifacts(self, data: TensorDataset, out_dir: Path, generator: torch.Generator | None = None) -> list[Path]:
+    def save_artifacts(self, data: TensorDataset, out_dir: Path,
+                       generator: torch.Generator | None = None) -> list[Path]:
         """Data, forward process, samples vs data, reverse trajectories and quality vs steps."""
         from ..viz import toy2d
 

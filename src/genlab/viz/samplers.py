@@ -169,7 +169,8 @@ def ddim_interpolation(model, path: str | Path, pairs: int = 4, frames: int = 9,
             for a in alphas]
     rows = [torch.stack([c[i] for c in cols]) for i in range(pairs)]
     return labelled_rows(rows, [f"pair {i + 1}" for i in range(pairs)], path,
-                         col_labels=[f"{a:.2g}" for a in alphas], title=f"DDIM ({steps} steps, eta = 0) from slerp(z0, z1, a)")
+                         col_labels=[f"{a:.2g}" for a in alphas],
+                         title=f"DDIM ({steps} steps, eta = 0) from slerp(z0, z1, a)")
 
 
 @torch.no_grad()
@@ -245,30 +246,41 @@ def guidance_curve(model, dataset: str, path: str | Path, scales=(0.0, 1.0, 2.0,
     for w in scales:
         m = evaluate_model(model, dataset, n=n, batch_size=batch_size, seed=seed,
                            sample_kwargs=dict(sampler=sampler, steps=steps, guidance=float(w)), **eval_kw)
-        rows.append({"guidance": float(w), **{k: m[k] for k in ("fid", "conditional_accuracy", "precision", "recall")},
-                     "floor_fid": m.get("floor_fid")})
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=120)
-    ws = [r["guidance"] for r in rows]
-    a.plot(ws, [r["fid"] for r in rows], marker="o", color="tab:red", label="FID (lower is better)")
-    if rows[0]["floor_fid"] is not None:
-        a.axhline(rows[0]["floor_fid"], ls="--", color="grey", lw=1, label="FID floor (train vs test)")
-    a.set_xlabel("guidance scale w")
-    a.set_ylabel("FID")
-    a.legend(fontsize=7)
-    for key, color in (("conditional_accuracy", "tab:blue"), ("precision", "tab:green"), ("recall", "tab:orange")):
-        b.plot(ws, [r[key] for r in rows], marker="o", color=color, label=key.replace("_", " "))
-    b.set_xlabel("guidance scale w")
+        rows.append({"sampler": sampler, "steps": steps, "guidance": float(w), "floor_fid": m.get("floor_fid"),
+                     **{k: m[k] for k in ("fid", "conditional_accuracy", "precision", "recall")}})
+    return guidance_curve_plot(rows, path, f"{dataset}, {n} samples per point"), rows
+
+
+def guidance_curve_plot(rows: list[dict], path: str | Path, title: str = "") -> Path:
+    """FID (left) and conditional accuracy / precision / recall (right) against the guidance scale,
+    one line per (sampler, steps) in rows."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=120)
+    groups = dict.fromkeys((r.get("sampler", ""), r.get("steps")) for r in rows)
+    styles = ["-", "--", ":", "-."]
+    for (sampler, steps), ls in zip(groups, styles * 4):
+        rs = sorted((r for r in rows if (r.get("sampler", ""), r.get("steps")) == (sampler, steps)),
+                    key=lambda r: r["guidance"])
+        ws, name = [r["guidance"] for r in rs], f"{sampler} {steps or ''}".strip()
+        a.plot(ws, [r["fid"] for r in rs], ls, marker="o", color="tab:red", label=f"FID, {name}")
+        for key, color in (("conditional_accuracy", "tab:blue"), ("precision", "tab:green"), ("recall", "tab:orange")):
+            b.plot(ws, [r[key] for r in rs], ls, marker="o", ms=3, color=color,
+                   label=f"{key.replace('_', ' ')}, {name}")
+    floors = [r["floor_fid"] for r in rows if r.get("floor_fid") is not None]
+    if floors:
+        a.axhline(floors[0], ls="--", color="grey", lw=1, label="FID floor (train vs test)")
+    a.set_ylabel("FID (lower is better)")
     b.set_ylim(0, 1.02)
-    b.legend(fontsize=7)
     for ax in (a, b):
+        ax.set_xlabel("classifier-free guidance scale w")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{dataset}: guidance trade-off, {n} samples per point, {sampler} {steps or ''}", fontsize=9)
+        ax.legend(fontsize=6)
+    fig.suptitle(f"guidance trade-off: {title}", fontsize=9)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
-    return path, rows
+    return path
 
 
 def _describe(kw: dict) -> str:

@@ -11,7 +11,6 @@ t_sweep.png            (visualize toy-t-sweep) models trained with different T, 
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import matplotlib
@@ -70,7 +69,7 @@ def forward_plot(schedule, x0: torch.Tensor, timesteps: list[int], path: str | P
 
 def samples_vs_data_plot(samples: torch.Tensor, data: torch.Tensor, path: str | Path,
                          metrics: dict | None = None) -> Path:
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3.2), dpi=110)
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.5), dpi=110)
     s, d = samples.cpu().float(), data.cpu().float()
     axes[0].scatter(d[:, 0], d[:, 1], s=1, alpha=0.5, color="tab:grey", linewidths=0)
     _style(axes[0], f"held-out data ({len(d)})")
@@ -86,41 +85,51 @@ def samples_vs_data_plot(samples: torch.Tensor, data: torch.Tensor, path: str | 
     return _save(fig, path)
 
 
-def trajectory_plot(frames: list[torch.Tensor], path: str | Path, k: int = 64, data: torch.Tensor | None = None,
-                    title: str = "reverse trajectories") -> Path:
-    """Paths of the first k points through the frames (x_T ... x_0): grey start, coloured end."""
-    path_pts = torch.stack([f[:k].cpu().float() for f in frames])  # (F, k, 2)
-    fig, ax = plt.subplots(figsize=(4.2, 4.2), dpi=120)
-    if data is not None:
-        d = data.cpu().float()
-        ax.scatter(d[:, 0], d[:, 1], s=1, alpha=0.15, color="tab:grey", linewidths=0)
+def trajectory_plot(panels: list[tuple[list[torch.Tensor], str]], path: str | Path, k: int = 48,
+                    data: torch.Tensor | None = None) -> Path:
+    """One panel per (frames, title): paths of the first k points from x_T (black) to x_0 (coloured)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 4.2), dpi=110, squeeze=False)
     colors = plt.cm.viridis(torch.linspace(0, 1, k).numpy())
-    for i in range(path_pts.shape[1]):
-        ax.plot(path_pts[:, i, 0], path_pts[:, i, 1], lw=0.6, alpha=0.7, color=colors[i])
-    ax.scatter(path_pts[0, :, 0], path_pts[0, :, 1], s=6, color="black", alpha=0.5, label="x_T")
-    ax.scatter(path_pts[-1, :, 0], path_pts[-1, :, 1], s=10, color=colors, edgecolors="black", linewidths=0.3,
-               label="x_0")
-    ax.legend(fontsize=7, loc="upper right")
-    _style(ax, title)
+    for ax, (frames, title) in zip(axes[0], panels):
+        pts = torch.stack([f[:k].cpu().float() for f in frames])  # (F, k, 2)
+        if data is not None:
+            d = data.cpu().float()
+            ax.scatter(d[:, 0], d[:, 1], s=1, alpha=0.15, color="tab:grey", linewidths=0)
+        for i in range(pts.shape[1]):
+            ax.plot(pts[:, i, 0], pts[:, i, 1], lw=0.6, alpha=0.7, color=colors[i])
+        ax.scatter(pts[0, :, 0], pts[0, :, 1], s=6, color="black", alpha=0.5, label="x_T")
+        ax.scatter(pts[-1, :, 0], pts[-1, :, 1], s=10, color=colors[: pts.shape[1]], edgecolors="black",
+                   linewidths=0.3, label="x_0")
+        ax.legend(fontsize=7, loc="upper right")
+        _style(ax, title)
     return _save(fig, path)
 
 
+def _raster(points: torch.Tensor, size: int, lim: float = LIM) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel rows and columns of points in [-lim, lim]^2 on a size x size canvas (y up)."""
+    p = points.detach().cpu().float()
+    col = ((p[:, 0] + lim) / (2 * lim) * (size - 1)).round().long()
+    row = ((lim - p[:, 1]) / (2 * lim) * (size - 1)).round().long()
+    keep = (col >= 0) & (col < size) & (row >= 0) & (row < size)
+    return row[keep], col[keep]
+
+
 def points_gif(frames: list[torch.Tensor], path: str | Path, data: torch.Tensor | None = None,
-               labels: list[str] | None = None, duration_ms: int = 80, hold_last_ms: int = 1500) -> Path:
-    """Animate the point cloud through the frames (one scatter plot per frame)."""
+               size: int = 256, duration_ms: int = 80, hold_last_ms: int = 1500) -> Path:
+    """Animate the point cloud through the frames: blue points over the data in light grey (+-3 shown)."""
+    background = torch.full((size, size, 3), 255, dtype=torch.uint8)
+    if data is not None:
+        r, c = _raster(data, size)
+        background[r, c] = torch.tensor([200, 200, 200], dtype=torch.uint8)
     pics = []
-    for i, f in enumerate(frames):
-        fig, ax = plt.subplots(figsize=(3.2, 3.2), dpi=80)
-        if data is not None:
-            ax.scatter(data[:, 0], data[:, 1], s=1, alpha=0.15, color="tab:grey", linewidths=0)
-        p = f.cpu().float()
-        ax.scatter(p[:, 0], p[:, 1], s=1, alpha=0.6, color="tab:blue", linewidths=0)
-        _style(ax, labels[i] if labels else None)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        plt.close(fig)
-        pics.append(Image.open(io.BytesIO(buf.getvalue())).convert("P", palette=Image.ADAPTIVE))
+    for f in frames:
+        img = background.clone()
+        r, c = _raster(f, size)
+        for dr in (0, 1):  # 2 x 2 pixel dots
+            for dc in (0, 1):
+                img[(r + dr).clamp(max=size - 1), (c + dc).clamp(max=size - 1)] = torch.tensor([31, 119, 180],
+                                                                                              dtype=torch.uint8)
+        pics.append(Image.fromarray(img.numpy()))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     durations = [duration_ms] * (len(pics) - 1) + [hold_last_ms]
@@ -138,7 +147,7 @@ def quality_vs_steps(model, test: torch.Tensor, steps: list[int] | None = None, 
     from ..models.toy_diffusion import point_metrics
 
     T = model.schedule.T
-    steps = sorted({s for s in (steps or [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]) if 1 <= s <= T} | {T})
+    steps = sorted({s for s in (steps or [1, 2, 5, 10, 20, 50, 100, 200, 500]) if 1 <= s <= T} | {T})
     ref = test[:n].float().cpu()
     rows = []
     runs = [("ddim", 0.0, "ddim (eta=0)"), ("ddim", 1.0, "ddim (eta=1)"), ("dpmpp", 0.0, "dpm-solver++ 2M")]
@@ -193,12 +202,15 @@ def toy_artifacts(model, data, out_dir: Path, generator: torch.Generator, n: int
     floor = point_metrics(other, ref) if len(other) == len(ref) else {}
     metrics.update({f"floor_{k}": v for k, v in floor.items()})
     paths.append(samples_vs_data_plot(samples, ref, out_dir / "samples_vs_data.png", metrics))
-    sampler = model.cfg.sampler
-    paths.append(trajectory_plot(frames, out_dir / "reverse_trajectories.png", data=ref,
-                                 title=f"reverse trajectories ({sampler})"))
-    paths.append(points_gif(frames, out_dir / "reverse_process.gif", data=ref,
-                            labels=[f"{sampler}: {i}/{len(frames) - 1}" for i in range(len(frames))]))
-    rows = quality_vs_steps(model, test, n=min(n, len(test) // 2))
+    # the same x_T through the stochastic sampler and through the probability-flow ODE (DDIM, eta = 0)
+    steps = min(50, T)
+    _, ode = model.sample(48, x_T=frames[0][:48].to(model.device), sampler="ddim", steps=steps,
+                          return_intermediates=steps + 1)
+    panels = [(frames, f"{model.cfg.sampler}: reverse trajectories"),
+              ([f.cpu() for f in ode], f"ddim, eta = 0 ({steps} steps): ODE trajectories")]
+    paths.append(trajectory_plot(panels, out_dir / "reverse_trajectories.png", data=ref))
+    paths.append(points_gif(frames, out_dir / "reverse_process.gif", data=ref))
+    rows = quality_vs_steps(model, test, n=min(n, len(test) // 2, 500))
     paths.append(quality_plot(rows, out_dir / "quality_vs_steps.png", floor.get("energy_distance"),
                               title=f"sample quality vs steps (T = {T})"))
     return paths
@@ -232,7 +244,7 @@ def add_visualize_parser(kinds, name: str, help_text: str) -> None:
     if name == "toy-forward":
         add_data_flags(p, "toy2d")
         p.add_argument("--T", type=int, default=100, help="number of diffusion steps")
-        p.add_argument("--schedule", default="linear", help="linear | cosine")
+        p.add_argument("--schedule", default="cosine", help="linear | cosine")
         p.add_argument("--out", default="toy_forward.png")
         p.set_defaults(func=_run_forward)
     elif name == "toy-diffusion":
@@ -245,7 +257,7 @@ def add_visualize_parser(kinds, name: str, help_text: str) -> None:
         p.add_argument("--Ts", default="5,10,20,50,100,200", help="comma-separated numbers of diffusion steps T")
         p.add_argument("--epochs", type=int, default=20, help="training epochs per model")
         p.add_argument("--max-steps", type=int, default=0, help="cap on training steps per model (0: none)")
-        p.add_argument("--schedule", default="linear")
+        p.add_argument("--schedule", default="cosine", help="linear | cosine")
         p.add_argument("--out", default="toy_t_sweep", help="folder for t_sweep.png")
         p.set_defaults(func=_run_t_sweep)
     else:
@@ -303,5 +315,7 @@ def _run_t_sweep(args) -> int:
     floor = energy_distance(ref[1000:2000], ref[:1000]) if len(ref) >= 2000 else None
     for r in rows:
         print(f"T={r['steps']:5d}  energy distance {r['energy_distance']:.4f}  chamfer {r['chamfer']:.4f}")
-    print(f"wrote {quality_plot(rows, out / 't_sweep.png', floor, xlabel='diffusion steps T (training and sampling)', title='ancestral DDPM: quality vs T')}")
+    path = quality_plot(rows, out / "t_sweep.png", floor, xlabel="diffusion steps T (training and sampling)",
+                        title="ancestral DDPM: quality vs T")
+    print(f"wrote {path}")
     return 0

@@ -1,0 +1,217 @@
+"""Quality vs speed of the diffusion samplers on one class-conditional Fashion-MNIST model.
+
+For one trained checkpoint (train it with configs/fashion_mnist_cond.json):
+
+    sampler x steps  (DDPM all T, DDIM 10/25/50/100, DPM-Solver++(2M) 10/20)
+        -> FID, precision, recall, conditional accuracy, seconds per 1,000 images
+    classifier-free guidance scales (DDIM 50 and DPM-Solver++ 20 at w = 0, 1, 2, 3, 4)
+        -> the same metrics: the guidance trade-off, also drawn as a curve (<out>_guidance.png)
+
+Every row samples n images with balanced labels 0..9 from the same seed. FID etc.
+use genlab's Fashion-MNIST feature classifier (genlab.metrics; ~/.cache/genlab/
+classifiers/fashion_mnist-1x28) against n test images, beside the floor (n train
+vs n test images). Prints a markdown table, writes it to --out and checks the
+targets:
+
+    DDIM-50 FID within 10% of DDPM-1000's at >= 20x less time
+    DPM-Solver++ 20 steps no worse than DDIM-50
+    conditional accuracy >= 90% at some guidance scale in [2, 4]
+
+    python benchmarks/sampler_table.py --checkpoint runs/fashion_mnist_cond        # the report (quiet machine)
+    python benchmarks/sampler_table.py --quick --threads 1                         # a tiny model, ~3 CPU-minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from genlab.data import load_dataset
+from genlab.metrics import evaluate_samples
+from genlab.models import build_model
+from genlab.train import TrainConfig, train
+from genlab.train.checkpoint import sampling_model
+from genlab.train.device import pick_device
+from genlab.viz.samplers import guidance_curve_plot
+
+ROWS = [("ddpm", None), ("ddim", 10), ("ddim", 25), ("ddim", 50), ("ddim", 100), ("dpmpp", 10), ("dpmpp", 20)]
+GUIDED = [("ddim", 50), ("dpmpp", 20)]
+QUICK_MODEL = dict(channels=1, image_size=28, base_width=8, channel_mult=(1, 2), num_res_blocks=1,
+                   attn_resolutions=(), timesteps=1000, schedule="cosine", conditional=True, num_classes=10)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def draw(model, n: int, batch_size: int, seed: int, labels, **kw) -> tuple[torch.Tensor, float]:
+    """n samples (balanced labels) and the wall-clock seconds they took."""
+    g = torch.Generator(device=model.device).manual_seed(seed)
+    out = []
+    sync(model.device)
+    t0 = time.perf_counter()
+    for i in range(0, n, batch_size):
+        y = labels[i : i + batch_size].to(model.device) if labels is not None else None
+        out.append(model.sample(min(batch_size, n - i), generator=g, y=y, **kw).float().cpu())
+    sync(model.device)
+    return torch.cat(out), time.perf_counter() - t0
+
+
+def measure(model, args, labels, sampler: str, steps, guidance: float) -> dict:
+    kw = dict(sampler=sampler, steps=steps)
+    if guidance != 1.0:
+        kw["guidance"] = guidance
+    samples, seconds = draw(model, args.n, args.batch_size, args.seed, labels, **kw)
+    m = evaluate_samples(samples, "fashion_mnist", args.n, labels=labels, device=model.device,
+                         kid_subsets=args.kid_subsets, kid_subset_size=min(1000, args.n))
+    row = dict(sampler=sampler, steps=steps or model.schedule.T, guidance=guidance,
+               seconds_per_1000=seconds * 1000 / args.n, **{k: m.get(k) for k in (
+                   "fid", "floor_fid", "kid", "precision", "recall", "conditional_accuracy")})
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
+    return row
+
+
+def quick_checkpoint(args, device) -> Path:
+    """A tiny conditional model trained for a few hundred steps (enough to prove the script runs)."""
+    run = Path(tempfile.mkdtemp(prefix="sampler-table-")) / "tiny"
+    data = load_dataset("fashion_mnist", split="train", n=4096)
+    torch.manual_seed(args.seed)
+    model = build_model("diffusion", QUICK_MODEL)
+    print(f"--quick: training a tiny conditional model ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M "
+          f"parameters) for {args.quick_steps} steps into {run}", flush=True)
+    train(model, data, TrainConfig(epochs=100, max_steps=args.quick_steps, batch_size=64, lr=2e-3, warmup_steps=50,
+                                   device=str(device), sample_every=0, progress=False), run)
+    return run
+
+
+def fmt(v, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def markdown(rows: list[dict], guided: list[dict], targets: list[str], args, info: dict) -> str:
+    base = next((r for r in rows if r["sampler"] == "ddpm"), None)
+    head = "| sampler | steps | w | FID | floor | precision | recall | cond. acc. | s / 1000 images | speed-up |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows + guided:
+        speed = base["seconds_per_1000"] / r["seconds_per_1000"] if base else None
+        lines.append(f"| {r['sampler']} | {r['steps']} | {r['guidance']:g} | {fmt(r['fid'], '.3f')} | "
+                     f"{fmt(r['floor_fid'], '.3f')} | {fmt(r['precision'], '.3f')} | {fmt(r['recall'], '.3f')} | "
+                     f"{fmt(r['conditional_accuracy'], '.3f')} | {r['seconds_per_1000']:.1f} | "
+                     f"{fmt(speed, '.1f')}x |")
+    return "\n".join([
+        "# Diffusion samplers: quality vs speed (Fashion-MNIST, class-conditional)",
+        "",
+        f"`{info['command']}`",
+        "",
+        f"Checkpoint {info['checkpoint']} ({info['params'] / 1e6:.2f}M parameters, T = {info['T']}, "
+        f"{info['schedule']} schedule, {info['prediction']}-prediction); {args.n} samples per row with balanced "
+        f"labels, batch {args.batch_size}, seed {args.seed}; device {info['device']}, torch {torch.__version__}, "
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU thread(s).",
+        "",
+        "FID / precision / recall: genlab's Fashion-MNIST classifier features, samples vs the test split; "
+        "floor = train vs test images at the same n (what a perfect model scores). Conditional accuracy: the "
+        "classifier agrees with the requested label. w: classifier-free guidance scale (1 = plain conditional). "
+        "Seconds are wall clock for sampling only.",
+        "",
+        *lines,
+        "",
+        "Targets:",
+        "",
+        *[f"- {t}" for t in targets],
+        "",
+        f"Guidance curve: {info['curve']}",
+        "",
+    ])
+
+
+def check_targets(rows: list[dict], guided: list[dict]) -> list[str]:
+    def find(sampler, steps, w=1.0):
+        return next((r for r in rows + guided if r["sampler"] == sampler and r["steps"] == steps
+                     and r["guidance"] == w), None)
+
+    out = []
+    ddpm = next((r for r in rows if r["sampler"] == "ddpm"), None)
+    d50, p20 = find("ddim", 50), find("dpmpp", 20)
+    if ddpm and d50:
+        speed = ddpm["seconds_per_1000"] / d50["seconds_per_1000"]
+        ok = d50["fid"] <= 1.1 * ddpm["fid"] and speed >= 20
+        out.append(f"{'PASS' if ok else 'FAIL'}: DDIM-50 FID {d50['fid']:.3f} vs DDPM-{ddpm['steps']} "
+                   f"{ddpm['fid']:.3f} (within 10%: <= {1.1 * ddpm['fid']:.3f}) at {speed:.1f}x less time (>= 20x)")
+    if d50 and p20:
+        ok = p20["fid"] <= d50["fid"]
+        out.append(f"{'PASS' if ok else 'FAIL'}: DPM-Solver++ 20 FID {p20['fid']:.3f} <= DDIM-50 {d50['fid']:.3f}")
+    accs = [(r["conditional_accuracy"], r) for r in guided if 2 <= r["guidance"] <= 4
+            and r["conditional_accuracy"] is not None]
+    if accs:
+        best, r = max(accs, key=lambda a: a[0])
+        out.append(f"{'PASS' if best >= 0.9 else 'FAIL'}: conditional accuracy with CFG in [2, 4]: best "
+                   f"{best:.3f} ({r['sampler']} {r['steps']}, w = {r['guidance']:g}; target >= 0.9)")
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", default=None, help="class-conditional fashion_mnist diffusion run folder")
+    p.add_argument("--n", type=int, default=1000, help="samples per row (and real images for the metrics)")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--scales", default="0,1,2,3,4", help="classifier-free guidance scales of the guidance rows")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--kid-subsets", type=int, default=100)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--quick", action="store_true",
+                   help="small n, no checkpoint needed: trains a tiny model first (proves the script works)")
+    p.add_argument("--quick-steps", type=int, default=200, help="--quick: training steps of the tiny model")
+    p.add_argument("--out", default=None, help="markdown file (default: benchmarks/sampler_table.md; "
+                                               "with --quick a temporary folder)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    command = "python benchmarks/sampler_table.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    device = pick_device(args.device)
+    if args.quick:
+        args.n = min(args.n, 50)
+        args.batch_size = min(args.batch_size, 50)
+        args.kid_subsets = min(args.kid_subsets, 10)
+    if args.checkpoint is None:
+        if not args.quick:
+            raise SystemExit("pass --checkpoint (a class-conditional fashion_mnist run), or --quick")
+        args.checkpoint = str(quick_checkpoint(args, device))
+    out = Path(args.out or (Path(tempfile.mkdtemp(prefix="sampler-table-")) / "sampler_table.md" if args.quick
+                            else Path(__file__).with_name("sampler_table.md")))
+    model, config = sampling_model(args.checkpoint, device, family="diffusion")
+    if config.get("data", {}).get("name") != "fashion_mnist" or (model.cfg.channels, model.cfg.image_size) != (1, 28):
+        raise SystemExit(f"{args.checkpoint} is not a 1x28x28 fashion_mnist model")
+    labels = torch.arange(args.n) % 10 if model.num_classes else None
+    info = dict(command=command, checkpoint=args.checkpoint, params=sum(p.numel() for p in model.parameters()),
+                T=model.schedule.T, schedule=model.cfg.schedule, prediction=model.cfg.prediction, device=str(device))
+
+    rows = [measure(model, args, labels, s, k, 1.0) for s, k in ROWS if k is None or k <= model.schedule.T]
+    guided, scales = [], [float(v) for v in args.scales.split(",") if v.strip()]
+    if model.num_classes:
+        guided = [measure(model, args, labels, s, k, w) for s, k in GUIDED for w in scales if w != 1.0]
+        curve_rows = sorted(guided + [r for r in rows if (r["sampler"], r["steps"]) in GUIDED],
+                            key=lambda r: (r["sampler"], r["guidance"]))
+        info["curve"] = str(guidance_curve_plot(curve_rows, out.with_name(out.stem + "_guidance.png"),
+                                                f"fashion_mnist, {args.n} samples per point"))
+    else:
+        info["curve"] = "none (unconditional checkpoint)"
+    text = markdown(rows, guided, check_targets(rows, guided), args, info)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(text)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,157 @@
+"""`genlab bench`: the quick table end to end, FLOP counting vs closed forms, the results file, bad inputs."""
+
+import re
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from genlab.bench import speed
+from genlab.bench.speed import SKIP_DIFFUSERS, SpeedConfig, TrainStep, quick_config, run_speed, step_flops, write_section
+from genlab.cli.main import main
+from genlab.train import TrainConfig
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # on a shared 2-core machine two OpenMP threads per process can run 10x slower than one
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+NUMBER = r"[0-9]+(?:\.[0-9]+)?(?:e[-+]?[0-9]+)?"
+
+
+def row(md: str, *cells: str) -> list[str]:
+    """The cells of the first table row whose leading cells start with `cells`."""
+    for line in md.splitlines():
+        parts = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(parts) >= len(cells) and all(p.startswith(c) for p, c in zip(parts, cells)):
+            return parts
+    raise AssertionError(f"no row starting with {cells} in:\n{md}")
+
+
+def test_quick_bench_writes_the_table(tmp_path, capsys):
+    torch.set_num_threads(2)
+    assert main(["bench", "--quick", "--threads", "1", "--out", str(tmp_path)]) == 0
+    assert torch.get_num_threads() == 2  # the in-process CLI leaves torch as it found it
+    md = (tmp_path / "results.md").read_text()
+    printed = capsys.readouterr().out
+    assert "### Training step, batch 16" in printed and f"wrote {tmp_path / 'results.md'}" in printed
+    for dtype in ("fp32", "bf16") if "| bf16 |" in md else ("fp32",):
+        assert float(row(md, dtype)[2]) > 0  # peak TFLOP/s
+    for path in ("fp32 eager", "fast path (loop default)"):
+        cells = row(md, "genlab U-Net", path)
+        img_s, ms, gflop, tflops = map(float, cells[3:7])
+        assert img_s > 0 and ms > 0 and gflop > 0 and tflops > 0
+        assert abs(img_s * ms / 1000 - 16) < 0.5  # img/s x s/step = the quick batch of 16
+        assert re.fullmatch(rf"{NUMBER}% \((fp32|bf16)\)", cells[7])
+    if "skipped: pip install genlab[bench]" not in md:
+        cells = row(md, "diffusers UNet2DModel", "fast path")
+        assert float(cells[3]) > 0
+        g, d = float(row(md, "genlab U-Net")[2][:-1]), float(cells[2][:-1])
+        assert abs(g - d) / g < 0.1  # matched parameter count
+    assert float(row(md, "ddpm", "100", "fp32")[3]) > 0  # seconds for the quick model's T = 100 steps
+    assert re.search(rf"real loop .*: {NUMBER} img/s", md)
+    assert re.search(rf"data pipeline alone .*: {NUMBER} img/s", md)
+    assert re.search(rf"- fast path vs fp32 eager \(genlab U-Net\): {NUMBER}x", md)
+
+
+def test_bench_without_diffusers_says_how_to_get_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # import diffusers -> ImportError
+    reference = speed.genlab_model(quick_config())
+    assert speed.diffusers_model(reference) is None
+    cfg = SpeedConfig(**{**quick_config().__dict__, "repeats": 1, "steps": 1, "loop_steps": 0,
+                         "sample_precisions": ()})
+    result = run_speed(cfg, log=lambda *a: None)
+    assert SKIP_DIFFUSERS in result["markdown"] and "skipped: pip install genlab[bench]" in SKIP_DIFFUSERS
+    assert "diffusers UNet2DModel |" not in result["markdown"]
+    assert "### Sampling" not in result["markdown"]
+
+
+class OneConv(nn.Module):
+    """loss = mean(conv(x)): FLOPs known in closed form."""
+
+    def __init__(self, cin=3, cout=5, k=3):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, padding=k // 2, bias=False)
+
+    def forward(self, batch):
+        return self.conv(batch["x"]).mean(), {}
+
+
+def test_step_flops_matches_closed_form():
+    cin, cout, k, size = 3, 5, 3, 8
+    data = speed.synthetic_images(16, cin, size)
+    per_image = step_flops(OneConv(cin, cout, k), data, torch.device("cpu"), batch_size=16)
+    forward = 2 * cout * size * size * cin * k * k
+    # the input needs no gradient: backward is the weight gradient alone, as costly as the forward
+    assert per_image == 2 * forward
+
+
+def test_step_flops_of_the_unet_scale_with_width():
+    data = speed.synthetic_images(2, 1, 28)
+    small = step_flops(speed.genlab_model(SpeedConfig(), base_width=16), data, torch.device("cpu"), 2)
+    big = step_flops(speed.genlab_model(SpeedConfig(), base_width=32), data, torch.device("cpu"), 2)
+    assert 3.0 < big / small < 4.2  # convolutions dominate: FLOPs grow with width squared
+
+
+def test_train_step_mirrors_the_loop_choices():
+    data = speed.synthetic_images(64, 1, 28)
+    model = speed.genlab_model(quick_config())
+    before = [p.detach().clone() for p in model.parameters()]
+    step = TrainStep(model, data, TrainConfig(batch_size=16, precision="fp32", channels_last="on"),
+                     torch.device("cpu"))
+    assert step.describe() == "fp32, channels_last, foreach AdamW"
+    for _ in range(5):  # more steps than one epoch of 4 batches: the loader restarts
+        step()
+    assert step.epoch == 1
+    assert torch.isfinite(step.acc) and step.acc > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert step.ema is not None and step.ema.updates == 5
+
+
+def test_write_section_replaces_only_its_own_section(tmp_path):
+    path = tmp_path / "results.md"
+    write_section(path, "speed", "## Speed\nold")
+    write_section(path, "quality", "## Quality\nfid 1")
+    write_section(path, "speed", "## Speed\nnew")
+    text = path.read_text()
+    assert text.startswith("# genlab benchmarks")
+    assert "new" in text and "old" not in text and "fid 1" in text
+    assert text.count("<!-- genlab-bench:speed -->") == 1
+    assert text.index("## Speed") < text.index("## Quality")
+
+
+def test_bad_bench_options(tmp_path, capsys):
+    assert main(["bench", "--quality", "--quick", "--out", str(tmp_path)]) == 2
+    assert "--quality --minutes 0.5 --n 200" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "--quality", "--minutes", "0", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        main(["bench", "--batch-size", "-4", "--out", str(tmp_path)])
+    assert main(["bench", "--quick", "--model", "depth=3", "--out", str(tmp_path)]) == 2
+    assert "KEY one of" in capsys.readouterr().err
+    assert main(["bench", "--quick", "--model", "num_res_blocks=two", "--out", str(tmp_path)]) == 2
+    assert "cannot read 'two' as int" in capsys.readouterr().err
+    assert not (tmp_path / "results.md").exists()
+
+
+def test_model_options_parse_like_the_train_flags():
+    from genlab.cli.bench import model_options
+
+    got = model_options(["channel_mult=1,2", "attn_resolutions=", "num-res-blocks=1", "dropout=0.1",
+                         "sample_bf16=true"])
+    assert got == {"channel_mult": (1, 2), "attn_resolutions": (), "num_res_blocks": 1, "dropout": 0.1,
+                   "sample_bf16": True}
+
+
+def test_quality_without_a_feature_classifier_fails_before_training(tmp_path, capsys, data_dir):
+    # conftest points GENLAB_HOME at an empty folder: no trained classifier there
+    assert main(["bench", "--quality", "--minutes", "0.1", "--n", "20", "--out", str(tmp_path),
+                 "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "classifier" in err and "genlab train classifier" in err
+    assert not (tmp_path / "run").exists()
