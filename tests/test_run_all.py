@@ -1,10 +1,12 @@
 """`genlab run-all`: the whole lab on the tiny preset (16 px shapes, a few steps per model).
 
-One module-scoped run (~20 s on 2 cores) feeds the report checks; `--only`
+One module-scoped run (~10 s on 2 cores) feeds the report checks; `--only`
 then retrains one stage into the same folder and must keep the other rows.
 """
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,12 +21,24 @@ from genlab.train.checkpoint import load_checkpoint
 @pytest.fixture(scope="module")
 def lab_out(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("lab") / "artifacts"
+    out.mkdir()
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    (out / ".run-all.lock").write_text(str(done.pid))  # left by a run that died: taken over
     threads = torch.get_num_threads()
     try:
         assert main(["run-all", "--preset", "tiny", "--out", str(out), "--threads", "1"]) == 0
     finally:
         torch.set_num_threads(threads)
     return out
+
+
+@pytest.fixture(autouse=True)
+def _keep_threads():
+    """--threads sets torch's thread count for the whole process: put it back after each test."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def table_rows(text: str, first_header: str) -> dict[str, list[str]]:
@@ -78,6 +92,7 @@ def test_every_link_resolves_and_ddpm_pictures_exist(lab_out):
     assert len(links) > 20
     for link in links:
         assert not Path(link).is_absolute() and (lab_out / link).exists(), link
+    assert not (lab_out / ".run-all.lock").exists()
     for name in ("samples_grid.png", "denoising_strip.png", "reverse_process.gif", "forward_process.png"):
         assert f"ddpm/{name}" in links and (lab_out / "ddpm" / name).stat().st_size > 0
     for name in ("inputs.png", "vae/reconstructions.png", "vae/prior_samples.png", "sweep/kl_sweep.png"):
@@ -88,7 +103,7 @@ def test_stage_folders_are_training_loop_checkpoints(lab_out):
     for stage, family in (("classifier", "classifier"), ("vae", "vae"), ("ddpm", "diffusion")):
         model, ema, config, _ = load_checkpoint(lab_out / stage)
         assert config["family"] == family and ema is not None
-        assert (lab_out / stage / "loss.csv").exists()
+        assert (lab_out / stage / "loss.csv").exists() and not (lab_out / stage / "state.pt").exists()
     ddpm, _, config, _ = load_checkpoint(lab_out / "ddpm")
     assert config["model"]["conditional"] and config["data"]["image_size"] == 16
     # the sweep's extra VAEs differ from the VAE stage in the KL weight only
@@ -119,3 +134,32 @@ def test_bad_options():
         Lab(make_preset("tiny"), minutes_scale=0)
     assert make_preset("quick").dataset == "shapes" and make_preset("full").dataset == "fashion_mnist"
     assert make_preset("quick", "fashion_mnist").stages["ddpm"].model["attn_resolutions"] == (7,)
+
+
+def test_a_second_run_into_the_same_folder_is_refused(tmp_path, capsys):
+    import os
+
+    out = tmp_path / "artifacts"
+    out.mkdir()
+    (out / ".run-all.lock").write_text(str(os.getpid()))  # a live process holds the folder
+    assert main(["run-all", "--preset", "tiny", "--out", str(out)]) == 2
+    assert "another run-all" in capsys.readouterr().err
+    assert (out / ".run-all.lock").exists() and not (out / "classifier").exists()
+
+
+def test_ctrl_c_stops_the_lab_and_keeps_the_finished_stages(tmp_path, monkeypatch):
+    import dataclasses
+
+    import genlab.train
+
+    real_train = genlab.train.train
+
+    def train_then_ctrl_c(model, *args, **kwargs):  # what the loop returns after a Ctrl-C
+        result = real_train(model, *args, **kwargs)
+        return dataclasses.replace(result, stopped="interrupted") if model.family == "diffusion" else result
+
+    monkeypatch.setattr(genlab.train, "train", train_then_ctrl_c)
+    out = tmp_path / "artifacts"
+    assert main(["run-all", "--preset", "tiny", "--out", str(out), "--only", "ae,ddpm,sweep", "--threads", "1"]) == 130
+    rows = table_rows((out / "results.md").read_text(), "model")
+    assert list(rows) == ["AE"] and not (out / "sweep").exists() and not (out / ".run-all.lock").exists()
