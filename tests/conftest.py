@@ -10,10 +10,23 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("GENLAB_DATA_DIR", str(REPO.parent / "shared" / "datasets"))
 os.environ["GENLAB_OFFLINE"] = "1"
+# The tests train tiny networks: a second thread buys nothing, and on a busy CPU OpenMP's thread
+# barriers make them many times slower. Exact-resume tests also need one fixed thread count.
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def one_thread():
+    """For tests that change the thread count themselves: one thread, restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session", autouse=True)

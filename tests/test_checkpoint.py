@@ -18,13 +18,6 @@ TINY = dict(channels=1, image_size=8, base_width=8, channel_mult=(1, 2), num_res
             timesteps=10)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

@@ -11,14 +11,6 @@ from genlab.models.classifier import Classifier, ClassifierConfig
 from genlab.nn.classifier import CNNClassifier, num_stages
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny networks gain nothing from a second thread, and on a shared CPU OpenMP's
-    thread barriers make them many times slower: run single-threaded, then restore."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.mark.parametrize("k,p,s", [(3, 1, 1), (3, 0, 1), (5, 2, 2), (3, 1, 2), (4, 1, 2), (7, 3, 3)])

@@ -19,13 +19,6 @@ TINY = ["--dataset", "shapes", "--subset", "64", "--image-size", "16", "--timest
         "--num-samples", "4", "--no-progress", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:

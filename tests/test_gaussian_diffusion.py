@@ -10,13 +10,6 @@ from genlab.diffusion.gaussian import (diffusion_loss, p_mean_variance, p_sample
 from genlab.diffusion.schedules import extract, make_schedule
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def _gen(seed=0):
     return torch.Generator().manual_seed(seed)

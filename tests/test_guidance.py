@@ -19,13 +19,6 @@ TINY_UNET = dict(channels=1, image_size=28, base_width=8, channel_mult=(1, 2), n
                  attn_resolutions=(), timesteps=50)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def fashion():

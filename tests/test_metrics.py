@@ -196,14 +196,6 @@ class TinyFeatures(feat.FeatureExtractor):
         return self.net(x.flatten(1)), None
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny networks gain nothing from a second thread, and on a shared CPU OpenMP's
-    thread barriers make them many times slower: run single-threaded, then restore."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture

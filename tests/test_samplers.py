@@ -21,13 +21,6 @@ from genlab.models import build_model
 MU, SD = 0.2, 0.25  # inside [-1, 1] (3 sd): the image samplers clip x0 estimates there
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def gaussian_eps(schedule, mu=MU, sd=SD):
     """The exact eps-prediction network for data N(mu, sd^2) (any shape, elementwise)."""

@@ -9,13 +9,6 @@ from genlab.diffusion.schedules import NoiseSchedule, cosine_betas, extract, lin
 from genlab.errors import GenlabError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def test_linear_betas_endpoints_and_spacing():
     b = linear_betas(1000)

@@ -17,13 +17,6 @@ from genlab.train import TrainConfig, train
 from genlab.viz import toy2d
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def moons():

@@ -20,13 +20,6 @@ TINY = dict(channels=1, image_size=8, base_width=8, channel_mult=(1,), num_res_b
             timesteps=10)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.fixture(scope="module")
 def tiny_data():

@@ -11,13 +11,6 @@ from genlab.nn.embeddings import TimeEmbedding, timestep_embedding
 from genlab.nn.unet import Attention, UNet, UNetConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def _randomize(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """The output conv starts at zero (a constant network); give every weight a random value instead."""

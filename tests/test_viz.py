@@ -11,13 +11,6 @@ from genlab.viz.grid import make_grid, save_gif, save_grid, save_strip
 from genlab.viz.plots import moving_average, plot_loss
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def _const_images(values, c=1, h=4, w=3):
     """Images whose pixels are the uint8 value v everywhere (stored in [-1, 1])."""
