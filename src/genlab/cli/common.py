@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 
@@ -73,7 +72,3 @@ def positive(kind=int):
 
 def generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def run_dir(path: str | None, default: str) -> Path:
-    return Path(path or default)

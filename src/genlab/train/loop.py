@@ -30,7 +30,7 @@ from ..errors import GenlabError
 from ..viz.grid import save_grid
 from ..viz.plots import plot_loss
 from . import distributed as dist
-from .checkpoint import STATE, load_checkpoint, read_config, save_checkpoint
+from .checkpoint import STATE, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .device import autocast, pick_device, use_bf16, use_channels_last
 from .ema import EMA
@@ -324,8 +324,3 @@ def train(model, data: TensorDataset, cfg: TrainConfig | None = None, out_dir: s
         tqdm.write(f"stopped at step {step} (epoch {epoch + 1}): {why}{saved}")
     dist.barrier()
     return TrainResult(model, ema.model if ema else None, [dict(r) for r in log.rows], out, stopped, step, seconds)
-
-
-def resume_config(out_dir: str | Path) -> dict:
-    """The stored config of a run folder (to resume with the same options)."""
-    return read_config(out_dir)

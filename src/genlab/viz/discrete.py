@@ -72,7 +72,7 @@ def forward_table(process: DiscreteProcess, x0: torch.Tensor, times: list[float]
     noise = "[MASK]" if process.absorbing else f"uniform over the {process.D} data tokens"
     lines = [f"forward process q(x_u | x_0): {process.kind} diffusion, {process.schedule.name} schedule a(u)",
              f"each token is kept with probability a(u), else replaced by a draw from pi ({noise}):",
-             f"q(x_u | x_0) = a(u) onehot(x_0) + (1 - a(u)) pi", "", f"x_0 = {show(x0)[0]}", ""]
+             "q(x_u | x_0) = a(u) onehot(x_0) + (1 - a(u)) pi", "", f"x_0 = {show(x0)[0]}", ""]
     cell = max(7, max(len(names(t)) for t in range(process.K)) + 1)
     row = lambda label, cells: f"  {label:<13}" + "".join(f"{c:>{cell}}" for c in cells)  # noqa: E731
     for u in times:

@@ -23,6 +23,7 @@ import torch  # noqa: E402
 
 from ..errors import GenlabError  # noqa: E402
 from .grid import make_grid  # noqa: E402
+from .plots import save_figure  # noqa: E402
 
 # visualize kind -> default file name; the help texts live in cli/visualize.py EXTRA_KINDS
 KINDS = {
@@ -57,12 +58,7 @@ def labelled_rows(rows: list[torch.Tensor], labels: list[str], path: str | Path,
         axes[0, 0].xaxis.tick_top()
     if title:
         fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _image_shape(model) -> tuple[int, int, int]:
@@ -275,12 +271,7 @@ def guidance_curve_plot(rows: list[dict], path: str | Path, title: str = "") -> 
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     fig.suptitle(f"guidance trade-off: {title}", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _describe(kw: dict) -> str:
