@@ -2,7 +2,9 @@
 
 import json
 
+import numpy as np
 import pytest
+import torch
 
 from genlab.cli.main import main
 from genlab.metrics.features import classifier_dir
@@ -11,8 +13,6 @@ from genlab.metrics.features import classifier_dir
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """GENLAB_HOME in tmp_path, and one thread (tiny networks on a shared CPU, see test_classifier)."""
-    import torch
-
     monkeypatch.setenv("GENLAB_HOME", str(tmp_path / "home"))
     n = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -34,7 +34,6 @@ def test_train_classifier_cli_writes_a_feature_network(home, capsys):
 
 def test_eval_cli_end_to_end(home, tmp_path, capsys):
     pytest.importorskip("genlab.cli.eval")  # the lead's command; runs once it is wired
-    import torch
 
     from genlab.models import build_model
     from genlab.train.checkpoint import save_checkpoint
@@ -61,3 +60,34 @@ def test_eval_cli_end_to_end(home, tmp_path, capsys):
     # no classifier for this shape: one clear line, exit status 2
     rc = main(["eval", str(run), "--n", "64", "--dataset", "cifar10"])
     assert rc == 2 and "genlab train classifier --dataset cifar10" in capsys.readouterr().err
+
+
+def test_eval_scores_image_token_samples_against_quantised_test_images(home, tmp_path, capsys):
+    """A discrete model on binarised shapes gets FID & co from `genlab eval`: features from the
+    shapes classifier, real images binarised like its training data (so the floor is binary too)."""
+    from genlab.data import load_dataset
+    from genlab.data.words import tokens_to_images
+    from genlab.metrics.features import feature_extractor, real_features
+
+    common = ["--image-size", "16", "--channels", "1", "--subset", "256", "--no-progress"]
+    assert main(["train", "classifier", "--dataset", "shapes", *common, "--epochs", "1", "--batch-size", "64",
+                 "--width", "4", "--out", str(classifier_dir("shapes", 1, 16))]) == 0
+    run = tmp_path / "tokens-run"
+    assert main(["train", "discrete", "--dataset", "shapes-binary", *common, "--max-steps", "3",
+                 "--batch-size", "32", "--dim", "16", "--depth", "1", "--heads", "2", "--sample-steps", "4",
+                 "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--n", "48", "--kid-subsets", "3", "--json", str(tmp_path / "m.json")]) == 0
+    text = capsys.readouterr().out
+    assert "bits_per_token" in text and "FID" in text and "floor (train vs test)" in text
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["dataset"] == "shapes-binary" and m["n"] == 48 and m["fid"] >= 0 and m["floor_fid"] >= 0
+
+    # the reference features are those of the binarised test images, not of the grey ones
+    ext = feature_extractor("shapes-binary", 1, 16)
+    ref = real_features(ext, "shapes-binary", "test", 48)
+    tokens = load_dataset("shapes-binary", split="test", image_size=16, channels=1)
+    idx = torch.randperm(len(tokens), generator=torch.Generator().manual_seed(0))[:48]
+    binary = tokens_to_images(tokens.x[idx], tokens.meta["grid"], tokens.meta["levels"])
+    assert set(binary.unique().tolist()) == {-1.0, 1.0}
+    assert np.allclose(ref.features, ext(binary)[0], atol=1e-5)

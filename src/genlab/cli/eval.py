@@ -66,7 +66,8 @@ def run(args) -> int:
         print(f"{model.family} on {dataset} (test split):")
         for k, v in own.items():
             print(f"  {k:<24} {v:.5g}" if isinstance(v, (int, float)) else f"  {k:<24} {v}")
-    if args.metrics in ("all", "samples") and model.can_sample and getattr(model, "data_kind", "image") == "image":
+    makes_images = model.data_kind == "image" or getattr(model, "is_image", False)  # incl. image tokens
+    if args.metrics in ("all", "samples") and model.can_sample and makes_images:
         from ..metrics.evaluate import evaluate_model, format_metrics
 
         kw = {k: v for k, v in {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance}.items()

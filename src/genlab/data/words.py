@@ -224,9 +224,22 @@ def _image_tokens_loader(base: str, default_levels: int):
     return loader
 
 
+IMAGE_TOKEN_SOURCES: dict[str, str] = {}  # "fashion_mnist-binary" -> "fashion_mnist"
+
+
+def image_token_source(dataset: str) -> str:
+    """The image dataset an image-token dataset quantises (itself for any other name).
+
+    The metrics use it to find the feature classifier: binarised Fashion-MNIST is
+    judged by the Fashion-MNIST classifier, against binarised real images.
+    """
+    return IMAGE_TOKEN_SOURCES.get(dataset, dataset)
+
+
 register_dataset("words", load_words, "52k English words (3-10 letters) as letter tokens; options seq_len, "
                  "test_fraction, path", kind="tokens", splits=("train", "test", "all"), locate=_locate_words)
 for _base in ("mnist", "fashion_mnist", "shapes"):
+    IMAGE_TOKEN_SOURCES[f"{_base}-binary"] = IMAGE_TOKEN_SOURCES[f"{_base}-tokens"] = _base
     register_dataset(f"{_base}-binary", _image_tokens_loader(_base, 2),
                      f"{_base} pixels binarised (threshold 128) as token grids", kind="tokens")
     register_dataset(f"{_base}-tokens", _image_tokens_loader(_base, 4),

@@ -180,7 +180,11 @@ def feature_extractor(dataset: str, channels: int | None = None, image_size: int
         return InceptionFeatures(inception_weights, device)
     if network != "classifier":
         raise GenlabError(f"unknown feature network {network!r}; use 'classifier' or 'inception'")
-    folder = Path(path) if path is not None else find_classifier(dataset, channels, image_size)
+    if path is None:
+        from ..data.words import image_token_source
+
+        path = find_classifier(image_token_source(dataset), channels, image_size)
+    folder = Path(path)
     model = load_classifier(folder, device).to(memory_format=torch.channels_last)
     return ClassifierFeatures(model, name=f"classifier:{folder.name}")
 
@@ -219,13 +223,20 @@ def real_features(extractor: FeatureExtractor, dataset: str, split: str, n: int,
 
     data = load_dataset(dataset, split=split, image_size=extractor.image_size,
                         channels=extractor.channels, data_dir=data_dir)
-    if data.kind != "image":
+    grid = data.meta.get("grid") if data.kind == "tokens" else None
+    if data.kind != "image" and not grid:
         raise GenlabError(f"dataset {dataset} holds {data.kind}, not images: image metrics do not apply")
     if n > len(data):
         raise GenlabError(f"asked for n={n} but the {split} split of {dataset} has only {len(data)} "
                           f"images; lower --n to at most {len(data)}")
     idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
-    feats, _ = extractor(to_float_image(data.x[idx]))
+    if grid:  # image tokens (binarised / quantised pixels): real images quantised the same way
+        from ..data.words import tokens_to_images
+
+        images = tokens_to_images(data.x[idx], tuple(grid), data.meta["levels"])
+    else:
+        images = to_float_image(data.x[idx])
+    feats, _ = extractor(images)
     mu, sigma = feature_stats(feats)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + f".tmp{os.getpid()}.npz")

@@ -19,6 +19,7 @@ from ..diffusion.guidance import classifier_guidance
 from ..diffusion.schedules import make_schedule
 from ..errors import GenlabError
 from ..nn.unet import UNet, UNetConfig
+from ..train.device import use_bf16
 from ..viz.diffusion import forward_panel
 from ..viz.grid import save_gif, save_strip
 from .base import GenerativeModel, register
@@ -42,7 +43,7 @@ class DiffusionConfig:
     label_dropout: float = 0.1      # p(label -> null) during training, for CFG
     sampler: str = "ddpm"           # default sampler for sample(): ddpm | ddim | dpmpp
     sample_steps: int = 0           # 0: all T steps for ddpm, 50 for the others
-    sample_bf16: bool = False       # run the sampler's network calls in bf16
+    sample_bf16: bool = False       # sampler's network calls in bf16 where the hardware has it
 
 
 @register
@@ -92,6 +93,9 @@ class DiffusionModel(GenerativeModel):
         Eq. 6 with w = 1 + their w): w = 1 is plain conditional, w = 0 unconditional.
         """
         bf16 = self.cfg.sample_bf16 if bf16 is None else bf16
+        # bf16 without hardware support (an AVX2-only CPU) is emulated and ~20x slower than fp32,
+        # so a checkpoint trained on a bf16 machine samples in fp32 elsewhere
+        bf16 = bf16 and use_bf16("auto", self.device)
         ctx = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
 
         def fn(x, t, y=None):
