@@ -195,10 +195,38 @@ def main(argv=None) -> int:
     info = dict(command=command, checkpoint=args.checkpoint, params=sum(p.numel() for p in model.parameters()),
                 T=model.schedule.T, schedule=model.cfg.schedule, prediction=model.cfg.prediction, device=str(device))
 
-    rows = [measure(model, args, labels, s, k, 1.0) for s, k in ROWS if k is None or k <= model.schedule.T]
-    guided, scales = [], [float(v) for v in args.scales.split(",") if v.strip()]
+    # each finished row is kept in <out>.rows.jsonl, so an interrupted run picks up where it stopped
+    done_file = out.with_name(out.stem + ".rows.jsonl")
+    key = dict(checkpoint=str(Path(args.checkpoint).resolve()), n=args.n, seed=args.seed,
+               batch_size=args.batch_size, threads=torch.get_num_threads())
+    done = {}
+    if done_file.exists() and not args.quick:
+        for line in done_file.read_text().splitlines():
+            r = json.loads(line)
+            if all(r.get(k) == v for k, v in key.items()):
+                done[(r["sampler"], r["steps"], r["guidance"])] = r
+
+    def row(sampler, steps, w):
+        r = done.get((sampler, steps or model.schedule.T, w))
+        if r is None:
+            r = measure(model, args, labels, sampler, steps, w)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with done_file.open("a") as f:
+                f.write(json.dumps({**r, **key}) + "\n")
+        return r
+
+    scales = [float(v) for v in args.scales.split(",") if v.strip()]
+    todo = [(s, k, 1.0) for s, k in ROWS if k is None or k <= model.schedule.T]
     if model.num_classes:
-        guided = [measure(model, args, labels, s, k, w) for s, k in GUIDED for w in scales if w != 1.0]
+        todo += [(s, k, w) for s, k in GUIDED for w in scales if w != 1.0]
+
+    def cost(t):  # network calls per image; guidance other than 0 or 1 runs the network twice
+        return (t[1] or model.schedule.T) * (1 + (t[2] not in (0.0, 1.0)))
+
+    results = {t: row(*t) for t in sorted(todo, key=cost)}  # cheapest first: DDPM-1000 holds back nothing
+    rows = [results[t] for t in todo if t[2] == 1.0]
+    guided = [results[t] for t in todo if t[2] != 1.0]
+    if model.num_classes:
         curve_rows = sorted(guided + [r for r in rows if (r["sampler"], r["steps"]) in GUIDED],
                             key=lambda r: (r["sampler"], r["guidance"]))
         info["curve"] = str(guidance_curve_plot(curve_rows, out.with_name(out.stem + "_guidance.png"),

@@ -163,3 +163,16 @@ def test_ctrl_c_stops_the_lab_and_keeps_the_finished_stages(tmp_path, monkeypatc
     assert main(["run-all", "--preset", "tiny", "--out", str(out), "--only", "ae,ddpm,sweep", "--threads", "1"]) == 130
     rows = table_rows((out / "results.md").read_text(), "model")
     assert list(rows) == ["AE"] and not (out / "sweep").exists() and not (out / ".run-all.lock").exists()
+    # the interrupted stage kept its checkpoint (with optimizer state): --resume continues it,
+    # keeps the finished AE as it is and runs the stage that never started
+    assert (out / "ddpm" / "state.pt").exists()
+    ae_weights = (out / "ae" / "model.safetensors").stat().st_mtime_ns
+    calls = []
+    monkeypatch.setattr(genlab.train, "train", lambda *a, **kw: calls.append(kw.get("resume")) or real_train(*a, **kw))
+    assert main(["run-all", "--preset", "tiny", "--out", str(out), "--only", "ae,ddpm,sweep", "--threads", "1",
+                 "--resume"]) == 0
+    rows = table_rows((out / "results.md").read_text(), "model")
+    assert list(rows) == ["AE", "DDPM"] and (out / "sweep" / "lab_row.json").exists()
+    assert calls[0] is True and not any(calls[1:])  # ddpm continued, the sweep's VAEs started afresh
+    assert (out / "ae" / "model.safetensors").stat().st_mtime_ns == ae_weights
+    assert not list(out.rglob("state.pt"))

@@ -10,10 +10,12 @@ The feature network of FID is the classifier trained in the same run (passed
 by path, so a classifier the user keeps under ~/.cache/genlab is untouched).
 
 A stage leaves its run folder <out>/<stage>/ (a normal genlab checkpoint:
-`genlab sample`, `genlab eval` work on it, but without the optimizer state
-that only `--resume` needs) plus `lab_row.json`, its numbers.
+`genlab sample`, `genlab eval` work on it) plus `lab_row.json`, its numbers.
 The report is rebuilt from every row in <out>, so `--only ddpm` retrains one
-model and keeps the other rows.
+model and keeps the other rows. An interrupted lab run continues with
+`--resume`: finished stages (those with a row) are kept, a stage stopped
+mid-training continues from its checkpoint (the optimizer state is kept until
+the stage's row is written, then dropped: it is 2x the weights).
 
 Presets are plain dataclasses: `quick` (minutes on 2 CPU cores, shapes by
 default), `full` (real numbers on Fashion-MNIST, meant for a GPU) and `tiny`
@@ -282,12 +284,13 @@ class Lab:
 
     def __init__(self, preset: Preset, out: str | Path = "artifacts", data_dir: str | Path | None = None,
                  device: str = "auto", seed: int = 0, minutes_scale: float = 1.0, overwrite: bool = False,
-                 progress: bool | None = None, command: str | None = None, log=None):
+                 progress: bool | None = None, command: str | None = None, log=None, resume: bool = False):
         if not minutes_scale > 0:
             raise GenlabError(f"--minutes-scale must be positive, got {minutes_scale}")
         self.preset, self.out = preset, Path(out)
         self.data_dir, self.device, self.seed = data_dir, device, seed
-        self.minutes_scale, self.overwrite = minutes_scale, overwrite
+        self.minutes_scale, self.overwrite, self.resume = minutes_scale, overwrite, resume
+        self._resume_stage = False  # the stage being run continues its own checkpoint
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.command = command or f"genlab run-all --preset {preset.name}"
         self._log = log or (lambda msg: print(msg, flush=True))
@@ -306,9 +309,9 @@ class Lab:
             folder = self.out / stage
             if not folder.exists():
                 continue
-            if not self.overwrite:
-                raise GenlabError(f"{folder} holds an earlier run-all stage; pass --overwrite to replace it, "
-                                  f"or choose another --out")
+            if not (self.overwrite or self.resume):
+                raise GenlabError(f"{folder} holds an earlier run-all stage; pass --resume to continue that run, "
+                                  f"--overwrite to replace it, or choose another --out")
             if not ((folder / ROW_FILE).exists() or (folder / "config.json").exists() or stage == "sweep"):
                 raise GenlabError(f"{folder} exists and is not a run-all stage folder; move it away or "
                                   f"choose another --out (run-all only deletes its own folders)")
@@ -368,11 +371,12 @@ class Lab:
                                           f"{tcfg.max_minutes:.2g} min" if tcfg.max_minutes else "") if b)
         self.log(f"{what}: {_params(model) / 1e6:.2f}M parameters, {len(self.train_data)} training images, "
                  f"batch {tcfg.batch_size}, at most {tcfg.epochs} epochs" + (f" / {budget}" if budget else ""))
-        result = train(model, self.train_data, tcfg, folder)
+        resume = self._resume_stage and (Path(folder) / STATE).exists()
+        if resume:
+            self.log(f"{what}: continuing the checkpoint in {folder}")
+        result = train(model, self.train_data, tcfg, folder, resume=resume)
         if result.stopped == "interrupted":  # Ctrl-C: the loop saved a checkpoint; stop the whole lab run
             raise KeyboardInterrupt
-        # the optimizer state (2x the weights) only serves --resume, which run-all never does: drop it
-        (Path(folder) / STATE).unlink(missing_ok=True)
         steps_per_epoch = max(1, len(self.train_data) // tcfg.batch_size)
         epochs = result.steps / steps_per_epoch
         row = dict(params=_params(model), steps=result.steps, epochs=epochs, batch_size=tcfg.batch_size,
@@ -545,6 +549,14 @@ class Lab:
     def _read_row(self, stage: str) -> dict:
         return json.loads((self.out / stage / ROW_FILE).read_text())
 
+    def _finished(self, stage: str) -> bool:
+        """A row of this preset and dataset is already in <out>/<stage> (what --resume keeps)."""
+        try:
+            row = self._read_row(stage)
+        except (OSError, ValueError):
+            return False
+        return row.get("preset") == self.preset.name and row.get("dataset") == self.preset.dataset
+
     # --- main ---------------------------------------------------------------
 
     def run(self, only=STAGES) -> Path:
@@ -567,13 +579,21 @@ class Lab:
                  f"output in {self.out}/")
         self.out.mkdir(parents=True, exist_ok=True)
         save_grid(self.test_data.batch(torch.arange(min(64, len(self.test_data))))["x"], self.out / "inputs.png")
-        if "classifier" not in stages and any(s in stages for s in ("vae", "hvae", "ddpm", "sweep")):
+        kept = [s for s in stages if self.resume and self._finished(s)]
+        if kept:
+            self.log(f"--resume: keeping the finished stages {', '.join(kept)}")
+        if ("classifier" not in stages or "classifier" in kept) and any(
+                s in stages for s in ("vae", "hvae", "ddpm", "sweep")):
             self._feature_network()
-        done = []
+        done = list(kept)
         try:
             for i, stage in enumerate(stages, 1):
+                if stage in kept:
+                    continue
                 folder = self.out / stage
-                if folder.exists():
+                # a stage stopped mid-training (--resume) continues its checkpoint; anything else starts afresh
+                self._resume_stage = self.resume and stage != "sweep" and (folder / STATE).exists()
+                if folder.exists() and not self._resume_stage:
                     shutil.rmtree(folder)
                 self.log(f"stage {i}/{len(stages)}: {TITLE[stage]}")
                 t0 = time.time()
@@ -583,12 +603,16 @@ class Lab:
                            features=self.extractor.name if self.extractor is not None else None)
                 folder.mkdir(parents=True, exist_ok=True)
                 (folder / ROW_FILE).write_text(json.dumps(row, indent=1, default=str))
+                for state in folder.rglob(STATE):  # the optimizer state only served a resume: 2x the weights
+                    state.unlink()
                 done.append(stage)
                 self.log(f"stage {i}/{len(stages)}: {TITLE[stage]} done in {_fmt_time(row['stage_seconds'])}")
         except KeyboardInterrupt:
             if done:
                 path = write_report(self.out, self._report_info(done, time.time() - t_start))
                 self.log(f"interrupted; the report of the stages finished so far is {path}")
+            again = self.command if "--resume" in self.command.split() else f"{self.command} --resume"
+            self.log(f"interrupted: `{again}` continues where this stopped")
             raise
         path = write_report(self.out, self._report_info(stages, time.time() - t_start))
         self.log(f"all done in {_fmt_time(time.time() - t_start)}; report: {path}")

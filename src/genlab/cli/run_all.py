@@ -5,6 +5,7 @@
     genlab run-all --preset full                    # Fashion-MNIST, full runs (use a GPU)
     genlab run-all --only ddpm --overwrite          # retrain one stage, keep the other rows
     genlab run-all --minutes-scale 2                # every time and step budget doubled
+    genlab run-all --resume                         # continue an interrupted run: finished stages are kept
 
 The work is in genlab.lab; this module only parses flags.
 """
@@ -45,6 +46,8 @@ def add_run_all_flags(p: argparse.ArgumentParser, presets, stages) -> None:
                    help="multiply every stage's time and step budget by F (default: 1)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the stage folders of an earlier run in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out: keep finished stages, continue a stage's checkpoint")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default: auto)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=positive(), default=None,
@@ -63,7 +66,8 @@ def run(args, command: str | None = None) -> int:
     if command is None and sys.argv[1:2] == ["run-all"]:
         command = "genlab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     lab = Lab(preset, out=args.out, data_dir=args.data_dir, device=args.device, seed=args.seed,
-              minutes_scale=args.minutes_scale, overwrite=args.overwrite, command=command)
+              minutes_scale=args.minutes_scale, overwrite=args.overwrite, command=command,
+              resume=args.resume)
     path = lab.run(only)
     print(f"results: {path}")
     return 0
