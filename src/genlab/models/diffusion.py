@@ -48,6 +48,8 @@ class DiffusionConfig:
 
 @register
 class DiffusionModel(GenerativeModel):
+    """DDPM (U-Net; eps / x0 / v prediction; DDPM, DDIM and DPM-Solver++ samplers; CFG)."""
+
     family = "diffusion"
     Config = DiffusionConfig
 

@@ -90,6 +90,8 @@ def config_for_data(data: TensorDataset, **overrides) -> DiscreteConfig:
 
 @register
 class DiscreteDiffusion(GenerativeModel):
+    """Discrete diffusion (absorbing / uniform) over tokens: words or image-token grids."""
+
     family = "discrete"
     Config = DiscreteConfig
     data_kind = "tokens"

@@ -215,7 +215,7 @@ def train(model, data: TensorDataset, cfg: TrainConfig | None = None, out_dir: s
     if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
-    start_time = time.time()
+    start_time, first_step = time.time(), step
     acc_loss = torch.zeros((), device=device)
     acc_logs: dict[str, torch.Tensor] = {}
     acc_n, stopped = 0, "done"
@@ -294,6 +294,10 @@ def train(model, data: TensorDataset, cfg: TrainConfig | None = None, out_dir: s
                 bar.update(1)
                 if step % cfg.log_every == 0:
                     flush_log()
+                    if cfg.max_minutes and step > first_step:  # the bar's total: steps the time budget allows
+                        rate = (step - first_step) / (time.time() - start_time)
+                        bar.total = min(total_steps, step + int(rate * (60 * cfg.max_minutes - elapsed())) + 1)
+                        bar.refresh()
                 if cfg.max_steps and step >= cfg.max_steps:
                     stopped = "steps"
                 elif cfg.max_minutes and elapsed() >= 60 * cfg.max_minutes:
