@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from genlab.data import load_dataset
-from genlab.metrics.likelihood import latent_diagnostics, negative_elbo, negative_iwae
+from genlab.metrics.likelihood import bits_per_dim, iwae_per_item, latent_diagnostics, negative_elbo
 from genlab.metrics.reconstruction import reconstruction_metrics
 from genlab.models import build_model
 from genlab.train import TrainConfig, train
@@ -57,14 +57,17 @@ def model_configs(args) -> dict[str, tuple[str, dict]]:
     }
 
 
-def evaluate(model, test, args) -> dict:
+def evaluate(model, test, args, run: Path) -> dict:
     out = reconstruction_metrics(model, test, n=args.eval_n)
     if model.family == "ae":
         return out
     out.update(negative_elbo(model, test, n=args.eval_n))
     t = time.time()
-    out.update(negative_iwae(model, test, k=args.iwae_k, n=args.iwae_n, batch_size=args.iwae_batch))
-    out["iwae_seconds"] = time.time() - t
+    bounds = iwae_per_item(model, test, k=args.iwae_k, n=args.iwae_n, batch_size=args.iwae_batch)
+    torch.save(bounds, run / "iwae_per_item.pt")  # the same test images for every model: paired comparisons
+    nats = -bounds.mean().item()
+    out.update(iwae_k=args.iwae_k, neg_iwae_nats=nats, neg_iwae_bpd=bits_per_dim(nats, 784),
+               neg_iwae_se=bounds.std().item() / math.sqrt(len(bounds)), iwae_seconds=time.time() - t)
     scalars, _ = latent_diagnostics(model, test, n=args.eval_n)
     out["active"] = " / ".join(f"{int(scalars[f'active_units_{layer}'])}/{int(scalars[f'latent_dims_{layer}'])}"
                                for layer in ("z2", "z1", "z") if f"active_units_{layer}" in scalars)
@@ -121,7 +124,7 @@ def main(argv=None) -> int:
         result = train(model, data, tcfg, run)
         epochs_done = result.steps / (len(data) // args.batch_size)
         trained = result.sampling_model.eval()
-        metrics = evaluate(trained, test, args)
+        metrics = evaluate(trained, test, args, run)
         trained.save_artifacts(test, run)
         row = dict(name=name, params=n_params(model), cfg=cfg, epochs=epochs_done,
                    sec_per_epoch=result.seconds / max(epochs_done, 1e-9), command=command,
@@ -133,14 +136,29 @@ def main(argv=None) -> int:
     # the table holds every model benchmarked into --runs, so models may be run one process at a time
     rows = [json.loads((Path(args.runs) / n / "bench_row.json").read_text()) for n in ("ae", "vae", "hvae")
             if (Path(args.runs) / n / "bench_row.json").exists()]
-    text = results_markdown(rows, args)
+    text = results_markdown(rows, args, Path(args.runs))
     print(text)
     Path(args.results).write_text(text)
     print(f"wrote {args.results}; runs and pictures in {args.runs}")
     return 0
 
 
-def results_markdown(rows: list[dict], args) -> str:
+def paired_iwae(runs: Path) -> str:
+    """HVAE minus VAE -IWAE on the same test images, with the standard error of the paired difference."""
+    files = [runs / name / "iwae_per_item.pt" for name in ("vae", "hvae")]
+    if not all(f.exists() for f in files):
+        return ""
+    vae, hvae = (torch.load(f) for f in files)
+    if len(vae) != len(hvae):
+        return ""
+    d = -(hvae - vae)  # -IWAE difference per image: negative = the HVAE's bound is better
+    se = d.std().item() / math.sqrt(len(d))
+    verdict = "better" if d.mean() + 2 * se < 0 else "worse" if d.mean() - 2 * se > 0 else "not different (within 2 SE)"
+    return (f"HVAE vs VAE, -IWAE paired over the same {len(d)} test images: {d.mean().item():+.2f} ± {se:.2f} "
+            f"nats (HVAE minus VAE; the HVAE's bound is {verdict}).")
+
+
+def results_markdown(rows: list[dict], args, runs_dir: Path) -> str:
     header = ("| model | params | latent | epochs | s/epoch | test MSE | PSNR (dB) | SSIM | -ELBO (nats) | "
               "-ELBO (bits/dim) | IWAE k | -IWAE (nats) | -IWAE (bits/dim) | active units |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
@@ -151,7 +169,9 @@ def results_markdown(rows: list[dict], args) -> str:
         lines.append(f"| {r['name']} | {r['params'] / 1e6:.3f}M | {latent} | {r['epochs']:.2f} | "
                      f"{r['sec_per_epoch']:.1f} | {r['mse']:.5f} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
                      f"{fmt(r.get('neg_elbo_nats'))} | {fmt(r.get('neg_elbo_bpd'), 4)} | {k or '-'} | "
-                     f"{fmt(r.get('neg_iwae_nats'))} | {fmt(r.get('neg_iwae_bpd'), 4)} | {r.get('active', '-')} |")
+                     f"{fmt(r.get('neg_iwae_nats'))}{' ± ' + fmt(r['neg_iwae_se']) if 'neg_iwae_se' in r else ''} | "
+                     f"{fmt(r.get('neg_iwae_bpd'), 4)} | "
+                     f"{r.get('active', '-')} |")
     mean_mse = rows[0]["mse_mean_image"] if rows else float("nan")
     lik = ("Bernoulli on intensities in [0, 1]" + (" binarised at 0.5" if args.binarize else
            " (a cross-entropy, not a density of 8-bit data: compare only with other Bernoulli numbers)")
@@ -169,12 +189,15 @@ def results_markdown(rows: list[dict], args) -> str:
         "",
         f"Likelihood: {lik}; bits/dim = nats / (784 ln 2). MSE is on the [0, 1] scale (always answering the "
         f"mean image scores {mean_mse:.5f}, i.e. {10 * math.log10(1 / mean_mse):.2f} dB). -ELBO uses one z "
-        "sample per image; -IWAE uses k samples (Burda et al. 2016) and is an upper bound on -log p(x). Active "
+        "sample per image; -IWAE uses k samples (Burda et al. 2016) and is an upper bound on -log p(x) (± its "
+        "standard error over the test images). Active "
         "units: posterior-mean variance > 0.01 (Burda et al. 2016), per layer (HVAE: z2 / z1). The VAE's "
         "hidden width is chosen so its parameter count matches the HVAE's.",
         "Seconds per epoch are wall clock, including checkpoints, on a machine shared with other jobs.",
         "",
         *lines,
+        "",
+        paired_iwae(runs_dir),
         "",
     ])
 

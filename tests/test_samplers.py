@@ -192,6 +192,25 @@ def test_deterministic_ddim_is_reproducible():
     assert model.sample(2, generator=g(0), sampler="ddim").shape == (2, 1, 8, 8)
 
 
+def test_sample_bf16_only_where_the_hardware_has_it(monkeypatch):
+    """A checkpoint with sample_bf16 samples in fp32 on a CPU without native bf16 (emulated bf16 is
+    ~20x slower there) and in bf16 autocast where the hardware has it."""
+    import genlab.models.diffusion as diffusion_model
+
+    torch.manual_seed(0)
+    model = build_model("diffusion", dict(channels=1, image_size=8, base_width=8, channel_mult=(1, 2),
+                                          num_res_blocks=1, attn_resolutions=(), timesteps=40)).eval()
+    torch.nn.init.normal_(model.net.out[-1].weight, std=0.05)
+    x_T = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    fp32 = model.sample(2, sampler="ddim", steps=5, x_T=x_T)
+    model.cfg.sample_bf16 = True
+    monkeypatch.setattr(diffusion_model, "use_bf16", lambda precision, device: False)
+    assert torch.equal(model.sample(2, sampler="ddim", steps=5, x_T=x_T), fp32)
+    monkeypatch.setattr(diffusion_model, "use_bf16", lambda precision, device: True)
+    bf16 = model.sample(2, sampler="ddim", steps=5, x_T=x_T)
+    assert not torch.equal(bf16, fp32) and torch.allclose(bf16, fp32, atol=0.1)
+
+
 def test_ode_solvers_converge_to_the_exact_flow():
     s = make_schedule("cosine", 1000)
     model = gaussian_eps(s, MU, 0.5)  # no clipping here, so a wider Gaussian (a less stiff flow) is fine

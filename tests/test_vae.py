@@ -9,7 +9,8 @@ from torch.distributions import Bernoulli, Normal, kl_divergence
 from genlab.data import load_dataset
 from genlab.data.base import TensorDataset
 from genlab.errors import GenlabError
-from genlab.metrics.likelihood import active_units, bits_per_dim, latent_diagnostics, negative_elbo, negative_iwae
+from genlab.metrics.likelihood import (active_units, bits_per_dim, iwae_per_item, latent_diagnostics, negative_elbo,
+                                      negative_iwae)
 from genlab.models import build_model
 from genlab.models.vae import (bernoulli_log_likelihood, discretized_gaussian_log_likelihood, gaussian_kl,
                                gaussian_log_likelihood, gaussian_log_prob, iwae_bound, kl_weight_at,
@@ -210,6 +211,11 @@ def test_elbo_le_iwae_le_log_likelihood_on_probabilistic_pca():
     iwae = {k: -negative_iwae(approx, few, k=k, batch_size=100)["neg_iwae_nats"] for k in (10, 100, 1000)}
     assert elbo_exact + 0.5 < iwae[10] < iwae[100] < iwae[1000] <= log_px + 1e-3
     assert log_px - iwae[1000] < 0.1 * (log_px - elbo_exact)      # the bound closes in on log p(x)
+    # the standard error is that of the mean of the per-image bounds
+    per = iwae_per_item(approx, few, k=10, batch_size=100)
+    r = negative_iwae(approx, few, k=10, batch_size=100)
+    assert per.shape == (300,) and r["neg_iwae_nats"] == pytest.approx(-per.mean().item())
+    assert r["neg_iwae_se"] == pytest.approx(per.std().item() / math.sqrt(300))
 
 
 # ----------------------------------------------------------------------------- the conv models

@@ -48,7 +48,7 @@ class DiscreteConfig:
     ce_weight: float = 0.0          # hybrid loss: + ce_weight * x0 cross-entropy (D3PM uses 0.001-0.01)
     # sampling defaults
     sampler: str = "ancestral"      # ancestral | maskgit
-    sample_steps: int = 0           # 0: seq_len steps
+    sample_steps: int = 0           # 0: seq_len steps (text), 64 (image grids: one pixel per step is 784 calls)
     temperature: float = 1.0
     # the denoiser
     dim: int = 128
@@ -228,7 +228,7 @@ class DiscreteDiffusion(GenerativeModel):
             raise GenlabError(f"unknown sampler '{sampler}'; choose one of: {', '.join(SAMPLERS)}")
         if n < 1:
             raise GenlabError(f"number of samples must be at least 1, got {n}")
-        steps = steps or self.cfg.sample_steps or self.cfg.seq_len
+        steps = steps or self.cfg.sample_steps or (min(64, self.cfg.seq_len) if self.is_image else self.cfg.seq_len)
         temperature = self.cfg.temperature if temperature is None else temperature
         y = self._labels(n, y)
         fn = dd.p_sample_loop if sampler == "ancestral" else dd.maskgit_sample
