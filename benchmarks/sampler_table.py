@@ -24,6 +24,7 @@ targets:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import sys
@@ -93,12 +94,30 @@ def quick_checkpoint(args, device) -> Path:
     return run
 
 
+def weights_hash(run: str) -> str:
+    """What the rows were measured on: the sampled weights (EMA if the run has them), not the folder name."""
+    folder = Path(run)
+    weights = folder / "ema.safetensors" if (folder / "ema.safetensors").exists() else folder / "model.safetensors"
+    return hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+
+
+def training_summary(run: str, config: dict) -> str:
+    """How the checkpoint was trained, from its run folder (config.json and loss.csv)."""
+    t = config.get("train", {})
+    log = Path(run, "loss.csv")
+    last = log.read_text().strip().splitlines()[-1].split(",") if log.exists() else []
+    done = f"{int(last[0])} steps in {float(last[-1]) / 60:.1f} min, " if last else ""
+    return (f"{done}batch {t.get('batch_size')}, lr {t.get('lr')}, EMA {t.get('ema_decay')}, "
+            f"{config.get('model', {}).get('weighting', 'none')} loss weighting; the samples use the EMA weights")
+
+
 def fmt(v, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
 def markdown(rows: list[dict], guided: list[dict], targets: list[str], args, info: dict) -> str:
     base = next((r for r in rows if r["sampler"] == "ddpm"), None)
+    best = min(rows + guided, key=lambda r: r["fid"])
     head = "| sampler | steps | w | FID | floor | precision | recall | cond. acc. | s / 1000 images | speed-up |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows + guided:
@@ -117,6 +136,8 @@ def markdown(rows: list[dict], guided: list[dict], targets: list[str], args, inf
         f"labels, batch {args.batch_size}, seed {args.seed}; device {info['device']}, torch {torch.__version__}, "
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU thread(s).",
         "",
+        f"Training: {info['training']}.",
+        "",
         "FID / precision / recall: genlab's Fashion-MNIST classifier features, samples vs the test split; "
         "floor = train vs test images at the same n (what a perfect model scores). Conditional accuracy: the "
         "classifier agrees with the requested label. w: classifier-free guidance scale (1 = plain conditional). "
@@ -124,13 +145,40 @@ def markdown(rows: list[dict], guided: list[dict], targets: list[str], args, inf
         "",
         *lines,
         "",
+        "\n\n".join(observations(rows, guided, best, args.n)),
+        "",
         "Targets:",
         "",
         *[f"- {t}" for t in targets],
         "",
-        f"Guidance curve: {info['curve']}",
+        f"Guidance curve: ![guidance curve]({Path(info['curve']).name})" if info["curve"].endswith(".png")
+        else f"Guidance curve: {info['curve']}",
         "",
     ])
+
+
+def observations(rows: list[dict], guided: list[dict], best: dict, n: int) -> list[str]:
+    """What the table shows, read off its rows (so the words follow the numbers of each run)."""
+    out = [f"Best FID: {best['fid']:.3f} ({best['sampler']}-{best['steps']}, w = {best['guidance']:g}). With {n} "
+           "samples per row, FID differences of a few points are within sampling noise; read trends."]
+    ddpm = next((r for r in rows if r["sampler"] == "ddpm"), None)
+    ode = sorted((r for r in rows if r["sampler"] == "ddim"), key=lambda r: r["steps"])
+    if ddpm and len(ode) > 1:
+        trend = ", ".join(f"{r['steps']} steps {r['fid']:.1f}" for r in ode)
+        out.append(f"At w = 1, DDIM (eta = 0) FID by steps: {trend}; DDPM-{ddpm['steps']}: {ddpm['fid']:.1f}. "
+                   "The deterministic samplers (DDIM, DPM-Solver++) follow the probability-flow ODE and carry "
+                   "the network's errors to the end of the chain; DDPM's fresh noise at every step corrects "
+                   "them. The closer an ODE sampler gets to the exact ODE (more steps), the more of those errors "
+                   "show when the network is still rough (a short CPU run). A longer-trained network should "
+                   "narrow the gap; this table does not measure that.")
+        fast = [r for r in guided if r["guidance"] not in (0.0, 1.0) and r["fid"] < ddpm["fid"]]
+        if fast:
+            r = min(fast, key=lambda r: r["seconds_per_1000"])
+            out.append(f"With guidance the fast samplers beat DDPM-{ddpm['steps']}: {r['sampler']}-{r['steps']} "
+                       f"at w = {r['guidance']:g} scores FID {r['fid']:.1f} with conditional accuracy "
+                       f"{r['conditional_accuracy']:.3f}, {ddpm['seconds_per_1000'] / r['seconds_per_1000']:.1f}x "
+                       "faster.")
+    return out
 
 
 def check_targets(rows: list[dict], guided: list[dict]) -> list[str]:
@@ -193,12 +241,13 @@ def main(argv=None) -> int:
         raise SystemExit(f"{args.checkpoint} is not a 1x28x28 fashion_mnist model")
     labels = torch.arange(args.n) % 10 if model.num_classes else None
     info = dict(command=command, checkpoint=args.checkpoint, params=sum(p.numel() for p in model.parameters()),
+                training=training_summary(args.checkpoint, config),
                 T=model.schedule.T, schedule=model.cfg.schedule, prediction=model.cfg.prediction, device=str(device))
 
     # each finished row is kept in <out>.rows.jsonl, so an interrupted run picks up where it stopped
     done_file = out.with_name(out.stem + ".rows.jsonl")
-    key = dict(checkpoint=str(Path(args.checkpoint).resolve()), n=args.n, seed=args.seed,
-               batch_size=args.batch_size, threads=torch.get_num_threads())
+    key = dict(weights=weights_hash(args.checkpoint), n=args.n, seed=args.seed, batch_size=args.batch_size,
+               threads=torch.get_num_threads())
     done = {}
     if done_file.exists() and not args.quick:
         for line in done_file.read_text().splitlines():

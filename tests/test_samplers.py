@@ -192,6 +192,23 @@ def test_deterministic_ddim_is_reproducible():
     assert model.sample(2, generator=g(0), sampler="ddim").shape == (2, 1, 8, 8)
 
 
+def test_configured_steps_belong_to_the_configured_sampler():
+    """A model whose default is DDIM-5 runs DDPM with all T steps when asked for ddpm (not 5)."""
+    model = build_model("diffusion", dict(channels=1, image_size=8, base_width=8, channel_mult=(1, 2),
+                                          num_res_blocks=1, attn_resolutions=(), timesteps=40,
+                                          sampler="ddim", sample_steps=5)).eval()
+    calls = []
+    model.net.register_forward_hook(lambda *a: calls.append(1))
+    model.sample(2, generator=torch.Generator().manual_seed(0))
+    assert len(calls) == 5
+    calls.clear()
+    model.sample(2, generator=torch.Generator().manual_seed(0), sampler="ddpm")
+    assert len(calls) == 40
+    calls.clear()
+    model.sample(2, generator=torch.Generator().manual_seed(0), sampler="dpmpp")
+    assert len(calls) == 40  # the sampler's own default (50), capped at T
+
+
 def test_sample_bf16_only_where_the_hardware_has_it(monkeypatch):
     """A checkpoint with sample_bf16 samples in fp32 on a CPU without native bf16 (emulated bf16 is
     ~20x slower there) and in bf16 autocast where the hardware has it."""

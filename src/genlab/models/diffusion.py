@@ -178,8 +178,10 @@ class DiffusionModel(GenerativeModel):
                 raise GenlabError(f"--guidance must be >= 0 (0: unconditional, 1: conditional), got {guidance}")
         if y is not None:
             y = y.to(self.device)
+        # the configured step count belongs to the configured sampler: `sampler="ddpm"` on a model whose
+        # default is DDIM-50 runs DDPM's all T steps, not 50
+        steps = steps or (self.cfg.sample_steps if sampler in (None, self.cfg.sampler) else 0) or None
         sampler = sampler or self.cfg.sampler
-        steps = steps or self.cfg.sample_steps or None
         if steps is None and sampler in samplers.available() and samplers.DEFAULT_STEPS[sampler]:
             steps = min(samplers.DEFAULT_STEPS[sampler], self.cfg.timesteps)  # a T = 20 model cannot take 50
         extra = {}
