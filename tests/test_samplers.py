@@ -206,7 +206,7 @@ def test_configured_steps_belong_to_the_configured_sampler():
     assert len(calls) == 40
     calls.clear()
     model.sample(2, generator=torch.Generator().manual_seed(0), sampler="dpmpp")
-    assert len(calls) == 40  # the sampler's own default (50), capped at T
+    assert len(calls) == samplers.DEFAULT_STEPS["dpmpp"]  # the sampler's own default, not the model's 5
 
 
 def test_sample_bf16_only_where_the_hardware_has_it(monkeypatch):
