@@ -176,3 +176,16 @@ def test_ctrl_c_stops_the_lab_and_keeps_the_finished_stages(tmp_path, monkeypatc
     assert calls[0] is True and not any(calls[1:])  # ddpm continued, the sweep's VAEs started afresh
     assert (out / "ae" / "model.safetensors").stat().st_mtime_ns == ae_weights
     assert not list(out.rglob("state.pt"))
+
+
+def test_demo_runs_the_lab_and_says_where_to_look(tmp_path, monkeypatch, capsys):
+    """`genlab demo` (what `make demo` runs) is run-all with the quick preset; here with the tiny one."""
+    import genlab.lab
+
+    monkeypatch.setitem(genlab.lab.PRESETS, "quick", genlab.lab.tiny)
+    out = tmp_path / "artifacts"
+    assert main(["demo", "--out", str(out), "--device", "cpu"]) == 0
+    assert (out / "results.md").exists() and "where to look" in capsys.readouterr().out
+    # a second demo replaces the first; --resume keeps its finished stages
+    assert main(["demo", "--out", str(out), "--resume"]) == 0
+    assert "keeping the finished stages" in capsys.readouterr().out

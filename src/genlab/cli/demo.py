@@ -18,6 +18,7 @@ def add_parser(sub) -> None:
     p.add_argument("--minutes-scale", type=positive(float), default=1.0, metavar="F",
                    help="multiply every time and step budget by F (default: 1)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted demo instead of replacing it")
     p.set_defaults(func=run)
 
 
@@ -25,8 +26,8 @@ def run(args) -> int:
     from . import run_all
 
     ns = argparse.Namespace(preset="quick", dataset=args.dataset, out=args.out, data_dir=args.data_dir, only=None,
-                            minutes_scale=args.minutes_scale, overwrite=True, device=args.device, seed=0,
-                            threads=None)
+                            minutes_scale=args.minutes_scale, overwrite=not args.resume, resume=args.resume,
+                            device=args.device, seed=0, threads=None)
     command = "genlab demo" + (f" --out {args.out}" if args.out != "artifacts" else "")
     run_all.run(ns, command=command)
     out = args.out.rstrip("/")
