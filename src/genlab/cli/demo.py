@@ -8,7 +8,7 @@ from .common import positive
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="the ~7-minute demo: run-all --preset quick on shapes into artifacts/",
+    p = sub.add_parser("demo", help="the ~7-10 minute demo: run-all --preset quick on shapes into artifacts/",
                        description="Train every model family for a few minutes on the procedural shapes "
                                    "dataset (no download), replacing an earlier demo in --out, and say "
                                    "which files to open.")
