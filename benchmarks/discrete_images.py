@@ -77,7 +77,6 @@ def main(argv=None) -> int:
     size = dict(image_size=args.image_size)
     train_set, test_set = load_dataset(DATASET, split="train", **size), load_dataset(DATASET, split="test", **size)
     model = DiscreteDiffusion(config_for_data(train_set, conditional=True, dim=args.dim, depth=args.depth, heads=4))
-    params = sum(p.numel() for p in model.parameters())
     run_dir = Path(args.run_dir)
     if args.reuse:
         net, _ = sampling_model(run_dir, pick_device(args.device), family="discrete")
@@ -93,6 +92,8 @@ def main(argv=None) -> int:
                           progress=False)
         result = train(model, train_set, cfg, run_dir)
         net, steps_done, train_seconds = result.sampling_model.eval(), result.steps, result.seconds
+
+    params = sum(p.numel() for p in net.parameters())  # of the model evaluated (--reuse: the one on disk)
 
     # likelihood: the model's bound vs coins that ignore the neighbours
     t0 = time.time()
@@ -135,7 +136,7 @@ def main(argv=None) -> int:
              f"{platform.machine()} with {args.threads} CPU thread(s) (device {next(net.parameters()).device}).", "",
              f"- data: {len(train_set)} train / {len(test_set)} test images at {args.image_size} x {args.image_size}, "
              f"each a grid of {L} binary tokens (pixel >= 128), plus the class label",
-             f"- model: bidirectional Transformer over the {L} positions, dim {args.dim}, depth {args.depth}, "
+             f"- model: bidirectional Transformer over the {L} positions, dim {net.cfg.dim}, depth {net.cfg.depth}, "
              f"{params / 1e6:.2f} M parameters, absorbing process, MDLM bound; label dropout 0.1 for guidance",
              f"- training: {steps_done} steps of batch {args.batch_size} in {train_seconds / 60:.1f} min "
              f"({steps_done * args.batch_size / len(train_set):.2f} epochs), lr {args.lr:g}, EMA 0.999", "",
