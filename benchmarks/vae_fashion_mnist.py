@@ -12,6 +12,7 @@ writes it to benchmarks/vae_results.md.
 
     python benchmarks/vae_fashion_mnist.py                       # quick: 1 epoch, k = 50
     python benchmarks/vae_fashion_mnist.py --epochs 30 --iwae-k 5000 --iwae-n 10000   # the report (GPU)
+    python benchmarks/vae_fashion_mnist.py ... --max-minutes 25 --resume  # train the runs in --runs longer
 
 IWAE-5000 over the whole test split costs 50 million decoder passes per
 model: minutes on a GPU, many hours on a CPU (use --iwae-n to bound it).
@@ -98,6 +99,9 @@ def main(argv=None) -> int:
     p.add_argument("--iwae-batch", type=int, default=64)
     p.add_argument("--eval-n", type=int, default=None, help="test images for the other metrics (default: all)")
     p.add_argument("--models", default="AE,VAE,HVAE")
+    p.add_argument("--resume", action="store_true",
+                   help="continue each model's run in --runs up to --max-minutes in all (same other options), "
+                        "then re-evaluate it")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--device", default="auto")
     p.add_argument("--runs", default="runs/bench-vae", help="folder for the run folders and pictures")
@@ -118,10 +122,13 @@ def main(argv=None) -> int:
         tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=100,
                            max_minutes=args.max_minutes, device=args.device, sample_every=0, progress=False)
         run = Path(args.runs) / name.lower()
-        if (run / "model.safetensors").exists():
-            raise SystemExit(f"{run} already holds a run; delete it or pass another --runs")
-        print(f"training {name} ({n_params(model) / 1e6:.3f}M parameters) on {len(data)} images ...", flush=True)
-        result = train(model, data, tcfg, run)
+        resume = args.resume and (run / "state.pt").exists()
+        if (run / "model.safetensors").exists() and not resume:
+            raise SystemExit(f"{run} already holds a run; pass --resume to continue it, delete it or pass "
+                             "another --runs")
+        print(f"{'resuming' if resume else 'training'} {name} ({n_params(model) / 1e6:.3f}M parameters) on "
+              f"{len(data)} images ...", flush=True)
+        result = train(model, data, tcfg, run, resume=resume)
         epochs_done = result.steps / (len(data) // args.batch_size)
         trained = result.sampling_model.eval()
         metrics = evaluate(trained, test, args, run)

@@ -10,7 +10,7 @@ from genlab.errors import GenlabError
 from genlab.metrics import evaluate as ev
 from genlab.metrics import features as feat
 from genlab.metrics.fid import (feature_stats, fid_from_features, frechet_distance, kid, knn_radii,
-                                mmd2_unbiased, precision_recall, sqrtm_psd)
+                                mmd2_jackknife_sd, mmd2_unbiased, precision_recall, sqrtm_psd)
 
 
 def _random_cov(rng, d, rank=None):
@@ -145,6 +145,21 @@ def test_kid_detects_shift_and_subsets():
     with pytest.raises(GenlabError, match="feature sizes differ"):
         kid(x, y[:, :3])
 
+
+
+def test_kid_spread_on_whole_sets_is_the_jackknife_sd():
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(size=(30, 4)), rng.normal(size=(30, 4)) + 0.3
+    # the closed form of the leave-one-pair-out values vs recomputing each one
+    loo = np.array([mmd2_unbiased(np.delete(x, i, 0), np.delete(y, i, 0)) for i in range(30)])
+    brute = np.sqrt(29 / 30 * ((loo - loo.mean()) ** 2).sum())
+    assert mmd2_jackknife_sd(x, y) == pytest.approx(brute, rel=1e-10)
+    mean, sd = kid(x, y, num_subsets=5, subset_size=1000)  # every subset would be both whole sets
+    assert mean == pytest.approx(mmd2_unbiased(x, y)) and sd == pytest.approx(brute)
+    # and it estimates the real spread of the estimate over fresh draws
+    draws = [mmd2_unbiased(rng.normal(size=(200, 4)), rng.normal(size=(200, 4)) + 0.3) for _ in range(200)]
+    sds = [mmd2_jackknife_sd(rng.normal(size=(200, 4)), rng.normal(size=(200, 4)) + 0.3) for _ in range(20)]
+    assert 0.6 < np.mean(sds) / np.std(draws) < 1.6
 
 # ---------------------------------------------------------------- precision / recall
 

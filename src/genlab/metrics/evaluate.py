@@ -90,7 +90,8 @@ def evaluate_samples(samples: torch.Tensor, dataset: str, n: int | None = None,
 def _floor_metrics(extractor, dataset: str, n: int, data_dir, test, k: int, kid_subsets: int,
                    kid_subset_size: int) -> dict:
     """floor_* metrics (real vs test at the same n), cached as JSON beside the features."""
-    name = f"floor-{dataset}-n{n}-k{k}-kid{kid_subsets}x{kid_subset_size}-{extractor.hash}.json"
+    # v2: the KID spread of whole-set estimates is their jackknife SD (v1 files hold 0 there)
+    name = f"floor-v2-{dataset}-n{n}-k{k}-kid{kid_subsets}x{kid_subset_size}-{extractor.hash}.json"
     path = stats_cache_path(extractor, dataset, "test", n).parent / name
     if path.exists():
         try:

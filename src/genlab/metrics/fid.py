@@ -101,12 +101,36 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray, degree: int = 3, coef0: float = 
     return float(sxx + syy - 2 * kxy.mean())
 
 
+def mmd2_jackknife_sd(x: np.ndarray, y: np.ndarray, degree: int = 3, coef0: float = 1.0) -> float:
+    """Jackknife estimate of the sampling SD of mmd2_unbiased(x, y), for len(x) == len(y) = n.
+
+    Leaves out one pair (x_i, y_i) at a time; each leave-one-out MMD^2 comes from
+    the kernel sums minus row i, so all n of them cost one set of kernel matrices:
+        var = (n - 1) / n * sum_i (theta_(-i) - mean theta_(-.))^2     (Efron & Stein 1981)
+    """
+    n = len(x)
+    if len(y) != n or n < 3:
+        raise GenlabError("the jackknife SD needs two sets of the same size >= 3")
+    kxx, kyy = polynomial_kernel(x, x, degree, coef0), polynomial_kernel(y, y, degree, coef0)
+    kxy = polynomial_kernel(x, y, degree, coef0)
+    np.fill_diagonal(kxx, 0.0)
+    np.fill_diagonal(kyy, 0.0)
+    # without pair i: the within-set sums lose row and column i; the cross sum loses row i and column i
+    sxx = (kxx.sum() - 2 * kxx.sum(1)) / ((n - 1) * (n - 2))
+    syy = (kyy.sum() - 2 * kyy.sum(1)) / ((n - 1) * (n - 2))
+    sxy = (kxy.sum() - kxy.sum(1) - kxy.sum(0) + np.diag(kxy)) / (n - 1) ** 2
+    theta = sxx + syy - 2 * sxy
+    return float(np.sqrt((n - 1) / n * ((theta - theta.mean()) ** 2).sum()))
+
+
 def kid(f1, f2, num_subsets: int = 100, subset_size: int = 1000, degree: int = 3,
         coef0: float = 1.0, seed: int = 0) -> tuple[float, float]:
     """KID: unbiased MMD^2 averaged over random subsets. Returns (mean, std).
 
     subset_size is capped at the size of the smaller set; the std is over
-    subsets (the spread of the estimate, not its standard error).
+    subsets (the spread of the estimate, not its standard error). When every
+    subset would be both whole sets (equal sizes <= subset_size), there is one
+    estimate, and the std is its jackknife SD instead of a meaningless 0.
     """
     x, y = _as_2d_float64(f1, "features 1"), _as_2d_float64(f2, "features 2")
     if x.shape[1] != y.shape[1]:
@@ -114,6 +138,8 @@ def kid(f1, f2, num_subsets: int = 100, subset_size: int = 1000, degree: int = 3
     size = min(subset_size, len(x), len(y))
     if size < 2:
         raise GenlabError("KID needs at least 2 feature vectors in each set")
+    if size == len(x) == len(y) and size >= 3:
+        return mmd2_unbiased(x, y, degree, coef0), mmd2_jackknife_sd(x, y, degree, coef0)
     rng = np.random.default_rng(seed)
     vals = np.array([mmd2_unbiased(x[rng.choice(len(x), size, replace=False)],
                                    y[rng.choice(len(y), size, replace=False)], degree, coef0)
