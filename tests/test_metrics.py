@@ -272,7 +272,7 @@ def test_evaluate_samples_with_floor_and_format(home):
     m_bad = ev.evaluate_samples(bad, "shapes", n=200, extractor=ext, kid_subsets=10)
     assert m_good["floor"] == "train vs test" and m_good["floor_fid"] == m_bad["floor_fid"]
     assert m_good["fid"] < m_bad["fid"] and m_good["kid"] < m_bad["kid"]
-    floors = list((home / "feature_stats").glob("floor-shapes-n200-*.json"))
+    floors = list((home / "feature_stats").glob("floor-v2-shapes-n200-*.json"))
     assert len(floors) == 1  # computed once, then read back: both evals saw the same floor
     assert m_good["precision"] > m_bad["precision"]
     text = ev.format_metrics(m_good)
