@@ -91,3 +91,18 @@ def test_eval_scores_image_token_samples_against_quantised_test_images(home, tmp
     binary = tokens_to_images(tokens.x[idx], tokens.meta["grid"], tokens.meta["levels"])
     assert set(binary.unique().tolist()) == {-1.0, 1.0}
     assert np.allclose(ref.features, ext(binary)[0], atol=1e-5)
+
+    # a token dataset trained with other loader options is judged against real images with the same options
+    run3 = tmp_path / "levels3-run"
+    assert main(["train", "discrete", "--dataset", "shapes-tokens", "--data-opt", "levels=3", *common,
+                 "--max-steps", "2", "--batch-size", "32", "--dim", "16", "--depth", "1", "--heads", "2",
+                 "--sample-steps", "4", "--out", str(run3)]) == 0
+    assert main(["eval", str(run3), "--n", "48", "--kid-subsets", "3", "--metrics", "samples"]) == 0
+    ext = feature_extractor("shapes-tokens", 1, 16)
+    ref3 = real_features(ext, "shapes-tokens", "test", 48, data_options={"levels": 3})
+    assert ref3.cached  # the eval above computed exactly these
+    tokens = load_dataset("shapes-tokens", split="test", image_size=16, channels=1, levels=3)
+    three = tokens_to_images(tokens.x[idx], tokens.meta["grid"], 3)
+    assert set(three.unique().tolist()) == {-1.0, 0.0, 1.0}
+    assert np.allclose(ref3.features, ext(three)[0], atol=1e-5)
+    assert not real_features(ext, "shapes-tokens", "test", 48).cached  # the default 4 levels: another file

@@ -74,10 +74,13 @@ def run(args) -> int:
               if v is not None}
         if kw and model.family != "diffusion":
             raise GenlabError("--sampler/--steps/--guidance only apply to diffusion checkpoints")
+        # the real images are loaded the way the training data was (image_folder path, token levels)
+        options = {k: v for k, v in config.get("data", {}).get("options", {}).items()
+                   if k not in ("image_size", "channels", "n")} if dataset == trained_on else {}
         metrics = evaluate_model(model, dataset, n=args.n, batch_size=args.batch_size, seed=args.seed,
                                  sample_kwargs=kw, network=args.features, classifier_path=args.classifier,
                                  inception_weights=args.inception_weights, device=device, data_dir=args.data_dir,
-                                 k=args.k, kid_subsets=args.kid_subsets)
+                                 k=args.k, kid_subsets=args.kid_subsets, data_options=options)
         print(format_metrics(metrics))
         results.update(metrics)
     if args.json:

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from ..errors import GenlabError
-from .features import FeatureExtractor, RealFeatures, feature_extractor, real_features, stats_cache_path
+from .features import (FeatureExtractor, RealFeatures, dataset_tag, feature_extractor, real_features,
+                       stats_cache_path)
 from .fid import feature_stats, frechet_distance, kid, precision_recall
 
 
@@ -41,7 +42,7 @@ def evaluate_samples(samples: torch.Tensor, dataset: str, n: int | None = None,
                      network: str = "classifier", classifier_path: str | Path | None = None,
                      inception_weights: str | Path | None = None, device: str | torch.device | None = None,
                      data_dir: str | Path | None = None, k: int = 3, kid_subsets: int = 100,
-                     kid_subset_size: int = 1000, floor: bool = True) -> dict:
+                     kid_subset_size: int = 1000, floor: bool = True, data_options: dict | None = None) -> dict:
     """FID, KID, precision, recall of samples ([-1, 1], N,C,H,W) vs the test split.
 
     n: how many samples (and real images) to use; default all samples.
@@ -49,6 +50,8 @@ def evaluate_samples(samples: torch.Tensor, dataset: str, n: int | None = None,
     conditional_accuracy, the fraction the dataset's classifier agrees with.
     extractor: a ready FeatureExtractor (else built from network /
     classifier_path / inception_weights, see `feature_extractor`).
+    data_options: the dataset's loader options the model was trained with
+    (image_folder path, image-token levels), so the real images match.
     Returns a flat dict; `format_metrics` prints it.
     """
     if not isinstance(samples, torch.Tensor) or samples.ndim != 4:
@@ -68,13 +71,14 @@ def evaluate_samples(samples: torch.Tensor, dataset: str, n: int | None = None,
                                       network=network, inception_weights=inception_weights)
     gen, logits = extractor(samples)
     mu_g, sigma_g = feature_stats(gen)
-    test = real_features(extractor, dataset, "test", n, data_dir)
+    test = real_features(extractor, dataset, "test", n, data_dir, data_options=data_options)
 
     out = dict(dataset=dataset, n=n, features=extractor.name)
     out.update(_compare(gen, mu_g, sigma_g, test, k, kid_subsets, kid_subset_size))
 
     if floor:
-        out.update(_floor_metrics(extractor, dataset, n, data_dir, test, k, kid_subsets, kid_subset_size))
+        out.update(_floor_metrics(extractor, dataset, n, data_dir, test, k, kid_subsets, kid_subset_size,
+                                  data_options))
 
     if labels is not None:
         labels = torch.as_tensor(labels)[:n].cpu()
@@ -88,17 +92,18 @@ def evaluate_samples(samples: torch.Tensor, dataset: str, n: int | None = None,
 
 
 def _floor_metrics(extractor, dataset: str, n: int, data_dir, test, k: int, kid_subsets: int,
-                   kid_subset_size: int) -> dict:
+                   kid_subset_size: int, data_options: dict | None = None) -> dict:
     """floor_* metrics (real vs test at the same n), cached as JSON beside the features."""
     # v2: the KID spread of whole-set estimates is their jackknife SD (v1 files hold 0 there)
-    name = f"floor-v2-{dataset}-n{n}-k{k}-kid{kid_subsets}x{kid_subset_size}-{extractor.hash}.json"
+    name = (f"floor-v2-{dataset_tag(dataset, data_options)}-n{n}-k{k}-kid{kid_subsets}x{kid_subset_size}-"
+            f"{extractor.hash}.json")
     path = stats_cache_path(extractor, dataset, "test", n).parent / name
     if path.exists():
         try:
             return json.loads(path.read_text())
         except (OSError, ValueError):
             pass  # recompute below
-    ref, how = _floor_reference(extractor, dataset, n, data_dir)
+    ref, how = _floor_reference(extractor, dataset, n, data_dir, data_options)
     out = {"floor": how}
     if ref is not None:
         f = _compare(ref.features, ref.mu, ref.sigma, test, k, kid_subsets, kid_subset_size)
@@ -110,14 +115,14 @@ def _floor_metrics(extractor, dataset: str, n: int, data_dir, test, k: int, kid_
     return out
 
 
-def _floor_reference(extractor, dataset: str, n: int, data_dir):
+def _floor_reference(extractor, dataset: str, n: int, data_dir, data_options: dict | None = None):
     """n real images to compare with the test split: the train split, else the test split's other half."""
     try:
-        return real_features(extractor, dataset, "train", n, data_dir), "train vs test"
+        return real_features(extractor, dataset, "train", n, data_dir, data_options=data_options), "train vs test"
     except GenlabError as e:
         reason = str(e)
     try:
-        both = real_features(extractor, dataset, "test", 2 * n, data_dir)
+        both = real_features(extractor, dataset, "test", 2 * n, data_dir, data_options=data_options)
     except GenlabError:
         return None, f"none ({reason})"
     # the test features above are the first n of the same fixed permutation: take the other n

@@ -17,6 +17,7 @@ runs the network on the generated samples.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,19 +201,32 @@ class RealFeatures:
     cached: bool           # True if read from the cache, False if computed now
 
 
-def stats_cache_path(extractor: FeatureExtractor, dataset: str, split: str, n: int) -> Path:
+def dataset_tag(dataset: str, data_options: dict | None = None) -> str:
+    """The dataset's name, plus a short hash of its loader options (levels=8, path=...) when it has any."""
+    if not data_options:
+        return dataset
+    key = json.dumps(sorted((k, str(v)) for k, v in data_options.items()))
+    return f"{dataset}-opts{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def stats_cache_path(extractor: FeatureExtractor, dataset: str, split: str, n: int,
+                     data_options: dict | None = None) -> Path:
     shape = f"{extractor.channels or 'any'}x{extractor.image_size or 'any'}"
-    return genlab_home() / "feature_stats" / f"{dataset}-{split}-{shape}-n{n}-{extractor.hash}.npz"
+    name = f"{dataset_tag(dataset, data_options)}-{split}-{shape}-n{n}-{extractor.hash}.npz"
+    return genlab_home() / "feature_stats" / name
 
 
 def real_features(extractor: FeatureExtractor, dataset: str, split: str, n: int,
-                  data_dir: str | Path | None = None, seed: int = 0) -> RealFeatures:
+                  data_dir: str | Path | None = None, seed: int = 0,
+                  data_options: dict | None = None) -> RealFeatures:
     """Features of n images of a dataset split, computed once and cached on disk.
 
     The n images are a fixed random subset (seed 0) of the split, not its
-    first n: some datasets are stored sorted by class.
+    first n: some datasets are stored sorted by class. data_options are the
+    dataset's loader options the model was trained with (an image_folder's
+    path, an image-token dataset's levels), part of the cache key.
     """
-    path = stats_cache_path(extractor, dataset, split, n)
+    path = stats_cache_path(extractor, dataset, split, n, data_options)
     if path.exists():
         try:
             with np.load(path) as z:
@@ -222,7 +236,7 @@ def real_features(extractor: FeatureExtractor, dataset: str, split: str, n: int,
     from ..data import load_dataset
 
     data = load_dataset(dataset, split=split, image_size=extractor.image_size,
-                        channels=extractor.channels, data_dir=data_dir)
+                        channels=extractor.channels, data_dir=data_dir, **(data_options or {}))
     grid = data.meta.get("grid") if data.kind == "tokens" else None
     if data.kind != "image" and not grid:
         raise GenlabError(f"dataset {dataset} holds {data.kind}, not images: image metrics do not apply")
