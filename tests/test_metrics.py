@@ -146,7 +146,6 @@ def test_kid_detects_shift_and_subsets():
         kid(x, y[:, :3])
 
 
-
 def test_kid_spread_on_whole_sets_is_the_jackknife_sd():
     rng = np.random.default_rng(8)
     x, y = rng.normal(size=(30, 4)), rng.normal(size=(30, 4)) + 0.3
@@ -160,6 +159,7 @@ def test_kid_spread_on_whole_sets_is_the_jackknife_sd():
     draws = [mmd2_unbiased(rng.normal(size=(200, 4)), rng.normal(size=(200, 4)) + 0.3) for _ in range(200)]
     sds = [mmd2_jackknife_sd(rng.normal(size=(200, 4)), rng.normal(size=(200, 4)) + 0.3) for _ in range(20)]
     assert 0.6 < np.mean(sds) / np.std(draws) < 1.6
+
 
 # ---------------------------------------------------------------- precision / recall
 
