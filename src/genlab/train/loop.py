@@ -219,8 +219,9 @@ def train(model, data: TensorDataset, cfg: TrainConfig | None = None, out_dir: s
     acc_loss = torch.zeros((), device=device)
     acc_logs: dict[str, torch.Tensor] = {}
     acc_n, stopped = 0, "done"
-    bar = tqdm(total=total_steps, initial=step, disable=not (cfg.progress and main), unit="step",
-               dynamic_ncols=True, mininterval=1.0)
+    # under a time budget the step total is unknown until the rate is measured (a few steps in)
+    bar = tqdm(total=None if cfg.max_minutes else total_steps, initial=step, disable=not (cfg.progress and main),
+               unit="step", dynamic_ncols=True, mininterval=1.0)
 
     def elapsed() -> float:
         return seconds_before + time.time() - start_time
@@ -294,10 +295,11 @@ def train(model, data: TensorDataset, cfg: TrainConfig | None = None, out_dir: s
                 bar.update(1)
                 if step % cfg.log_every == 0:
                     flush_log()
-                    if cfg.max_minutes and step > first_step:  # the bar's total: steps the time budget allows
-                        rate = (step - first_step) / (time.time() - start_time)
-                        bar.total = min(total_steps, step + int(rate * (60 * cfg.max_minutes - elapsed())) + 1)
-                        bar.refresh()
+                if cfg.max_minutes and (step % cfg.log_every == 0 or step == first_step + 10):
+                    # the bar's total: the steps the time budget allows at the rate so far
+                    rate = (step - first_step) / (time.time() - start_time)
+                    bar.total = min(total_steps, step + int(rate * (60 * cfg.max_minutes - elapsed())) + 1)
+                    bar.refresh()
                 if cfg.max_steps and step >= cfg.max_steps:
                     stopped = "steps"
                 elif cfg.max_minutes and elapsed() >= 60 * cfg.max_minutes:
