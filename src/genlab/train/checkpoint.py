@@ -89,7 +89,8 @@ def _load_weights(module, file: Path) -> None:
                               "modified — re-train it") from e
     if missing or unexpected:
         raise CheckpointError(f"{file} does not match its config.json (missing: {missing[:3]}, unexpected: "
-                              f"{unexpected[:3]}); the run folder was modified — re-train it")
+                              f"{unexpected[:3]}); the run folder was modified, or an older genlab wrote it "
+                              "(e.g. an HVAE from before q(z1|x,z2) gained its linear read-out) — re-train it")
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", family: str | None = None,
