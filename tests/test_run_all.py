@@ -186,6 +186,6 @@ def test_demo_runs_the_lab_and_says_where_to_look(tmp_path, monkeypatch, capsys)
     out = tmp_path / "artifacts"
     assert main(["demo", "--out", str(out), "--device", "cpu"]) == 0
     assert (out / "results.md").exists() and "where to look" in capsys.readouterr().out
-    # a second demo replaces the first; --resume keeps its finished stages
+    # a plain second demo would replace the first; with --resume it keeps the finished stages
     assert main(["demo", "--out", str(out), "--resume"]) == 0
     assert "keeping the finished stages" in capsys.readouterr().out
