@@ -73,6 +73,10 @@ def test_cfg_scales_0_and_1_and_the_mix():
         torch.testing.assert_close(model.denoiser(0.0)(x, t, y), uncond)   # w = 0: the unconditional model
         torch.testing.assert_close(model.denoiser(0.0)(x, t, y), model.net(x, t, None))
         torch.testing.assert_close(model.denoiser(3.0)(x, t, y), uncond + 3.0 * (cond - uncond), atol=1e-5, rtol=1e-5)
+        # the network runs in slices of micro_batch images (CPU speed); the output must not depend on it
+        for w in (1.0, 0.0, 3.0):
+            sliced, whole = model.denoiser(w, micro_batch=3)(x, t, y), model.denoiser(w, micro_batch=0)(x, t, y)
+            torch.testing.assert_close(sliced, whole, atol=1e-5, rtol=1e-5)
     # sampling: w = 1 is plain conditional sampling, w = 0 ignores the requested class
     kw = dict(sampler="ddim", steps=5)
     s = lambda yy, w: model.sample(2, generator=torch.Generator().manual_seed(1), y=yy, guidance=w, **kw)  # noqa: E731

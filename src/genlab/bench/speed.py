@@ -33,7 +33,7 @@ import torch
 from ..data.base import BatchLoader, TensorDataset
 from ..errors import GenlabError
 from ..train.config import TrainConfig
-from ..train.device import autocast, pick_device, use_bf16, use_channels_last
+from ..train.device import autocast, cpu_has_bf16, pick_device, use_bf16, use_channels_last
 from ..train.ema import EMA
 from ..train.loop import build_optimizer
 
@@ -122,7 +122,9 @@ def machine_info(device: torch.device) -> str:
                     break
         except OSError:
             pass
-        name = f"{name}, {torch.get_num_threads()} torch threads of {os.cpu_count()} cores"
+        # the vector unit decides what the fast path can do: bf16 pays only with native bf16 (AVX-512 BF16 / AMX)
+        isa = f"{torch.backends.cpu.get_cpu_capability()}, {'native' if cpu_has_bf16() else 'no native'} bf16"
+        name = f"{name}, {isa}, {torch.get_num_threads()} torch threads of {os.cpu_count()} cores"
     return f"{device.type} ({name}), torch {torch.__version__}"
 
 

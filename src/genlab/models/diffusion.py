@@ -24,6 +24,11 @@ from ..viz.diffusion import forward_panel
 from ..viz.grid import save_gif, save_strip
 from .base import GenerativeModel, register
 
+# A CPU runs the sampler's network calls fastest in slices that keep the activations in cache:
+# on the 2-core AVX2 machine a 0.72M U-Net took ~3.8 ms per 28x28 image in batches of 64 and
+# ~5.4 ms in batches of 250 (one thread, benchmarks/sampler_micro_batch.py). A GPU wants the whole batch.
+CPU_MICRO_BATCH = 64
+
 
 @dataclass
 class DiffusionConfig:
@@ -88,27 +93,38 @@ class DiffusionModel(GenerativeModel):
                                        weighting=self.cfg.weighting)
         return loss, {}
 
-    def denoiser(self, guidance: float = 1.0, bf16: bool | None = None):
+    def denoiser(self, guidance: float = 1.0, bf16: bool | None = None, micro_batch: int | None = None):
         """The network as a function (x_t, t, y) -> output, with classifier-free guidance.
 
         guidance w mixes out = out_uncond + w (out_cond - out_uncond) (Ho & Salimans 2022,
         Eq. 6 with w = 1 + their w): w = 1 is plain conditional, w = 0 unconditional.
+        micro_batch: the most images per network call (default: CPU_MICRO_BATCH on a CPU,
+        the whole batch on a GPU); the output does not depend on it.
         """
         bf16 = self.cfg.sample_bf16 if bf16 is None else bf16
         # bf16 without hardware support (an AVX2-only CPU) is emulated and ~20x slower than fp32,
         # so a checkpoint trained on a bf16 machine samples in fp32 elsewhere
         bf16 = bf16 and use_bf16("auto", self.device)
         ctx = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
+        if micro_batch is None:
+            micro_batch = CPU_MICRO_BATCH if self.device.type == "cpu" else 0
+
+        def net(x, t, y):
+            if not micro_batch or len(x) <= micro_batch:
+                return self.net(x, t, y).float()
+            parts = [self.net(x[i : i + micro_batch], t[i : i + micro_batch],
+                              None if y is None else y[i : i + micro_batch]).float()
+                     for i in range(0, len(x), micro_batch)]
+            return torch.cat(parts)
 
         def fn(x, t, y=None):
             with ctx():
                 if y is None or guidance == 1.0 or not self.num_classes:
-                    return self.net(x, t, y).float()
+                    return net(x, t, y)
                 if guidance == 0.0:
-                    return self.net(x, t, None).float()
+                    return net(x, t, None)
                 null = torch.full_like(y, self.num_classes)
-                both = self.net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null])).float()
-                cond, uncond = both.chunk(2)
+                cond, uncond = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
                 return uncond + guidance * (cond - uncond)
 
         return fn
