@@ -58,6 +58,9 @@ class DiffusionModel(GenerativeModel):
 
     family = "diffusion"
     Config = DiffusionConfig
+    # DDPM's 2e-4 was for 35.7M parameters over 800k steps; a small U-Net given the few thousand
+    # steps of a CPU budget barely leaves the noise at that rate (benchmarks/results.md, quality)
+    train_defaults = {"lr": 1e-3}
 
     def __init__(self, cfg: DiffusionConfig):
         super().__init__(cfg)
