@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import time
 from dataclasses import fields
 from pathlib import Path
 
 import torch
 
+from genlab.bench.speed import machine_info, timed
 from genlab.models import build_model
 from genlab.models.diffusion import DiffusionConfig
 from genlab.train.checkpoint import sampling_model
@@ -30,27 +29,30 @@ from genlab.train.device import pick_device
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "fashion_mnist_cond_cpu.json"
 
 
-def seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: the first call of a shape builds the backend's kernels
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+def micro_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 0:
+        raise argparse.ArgumentTypeError(f"expected sizes like 0,32,64 (0: the whole batch), got '{text}'")
+    return sizes
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default=None, help="diffusion run folder (default: the CPU config, untrained)")
     p.add_argument("--batch", type=int, default=250, help="images per sample() call")
-    p.add_argument("--micro", default="0,16,32,64,128", help="micro-batch sizes to time (0: the whole batch)")
+    p.add_argument("--micro", type=micro_sizes, default="0,16,32,64,128",
+                   help="micro-batch sizes to time (0: the whole batch)")
     p.add_argument("--steps", type=int, default=10, help="network calls per timing")
     p.add_argument("--guidance", type=float, default=1.0)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
+    if min(args.batch, args.steps, args.repeats) < 1:
+        p.error("--batch, --steps and --repeats must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
@@ -60,25 +62,20 @@ def main(argv=None) -> int:
         names = {f.name for f in fields(DiffusionConfig)}
         cfg = {k: v for k, v in json.loads(CONFIG.read_text()).items() if k in names}
         model = build_model("diffusion", {**cfg, "num_classes": 10}).to(device).eval()
-    y = torch.arange(args.batch, device=device) % 10 if model.num_classes else None
+    if args.guidance != 1.0 and not model.num_classes:
+        p.error("--guidance needs a class-conditional checkpoint; this one is unconditional")
+    y = torch.arange(args.batch, device=device) % model.num_classes if model.num_classes else None
+    x = torch.randn(args.batch, model.cfg.channels, model.cfg.image_size, model.cfg.image_size, device=device)
+    t = torch.full((args.batch,), model.schedule.T // 2, device=device)
     print(f"{sum(q.numel() for q in model.parameters()) / 1e6:.2f}M parameters, batch {args.batch}, "
-          f"w = {args.guidance:g}; {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} thread(s), torch {torch.__version__}")
+          f"w = {args.guidance:g}; {machine_info(device)}")
     print("| micro-batch | ms per image per network call |\n|---|---|")
-    for micro in (int(m) for m in args.micro.split(",")):
-        x_T = torch.randn(args.batch, model.cfg.channels, model.cfg.image_size, model.cfg.image_size, device=device)
-        fn = model.denoiser(args.guidance, micro_batch=micro)
-
-        def run():
-            with torch.no_grad():
-                t = torch.full((args.batch,), model.schedule.T // 2, device=device)
-                for _ in range(args.steps):
-                    fn(x_T, t, y)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-
-        s = seconds(run, args.repeats)
-        print(f"| {micro or 'whole batch'} | {s * 1000 / args.batch / args.steps:.2f} |", flush=True)
+    with torch.no_grad():
+        for micro in args.micro:
+            fn = model.denoiser(args.guidance, micro_batch=micro)
+            fn(x, t, y)  # warm-up: the first call of a shape builds the backend's kernels
+            best = min(timed(lambda: fn(x, t, y), device, args.steps) for _ in range(args.repeats))
+            print(f"| {micro or 'whole batch'} | {best * 1000 / args.batch:.2f} |", flush=True)
     return 0
 
 

@@ -213,7 +213,6 @@ def test_time_budget_stops_cleanly(tiny_data, tmp_path):
     assert state["step"] == 1 and state["batch_in_epoch"] == 1
 
 
-
 def test_progress_bar_total_under_a_time_budget(tiny_data, monkeypatch):
     """The bar's total is the steps the budget allows at the measured rate, never epochs x steps_per_epoch."""
     import genlab.train.loop as loop
@@ -230,6 +229,7 @@ def test_progress_bar_total_under_a_time_budget(tiny_data, monkeypatch):
                                             progress=True))
     # 40,000 steps of the epoch limit; the estimate after 10 steps is the ~3 s budget's worth
     assert bars and bars[0].total is not None and bars[0].total < 10_000
+
 
 def test_bad_train_settings(tiny_data):
     for kw, msg in [(dict(epochs=0), "--epochs must be at least 1"), (dict(batch_size=-2), "--batch-size must be"),

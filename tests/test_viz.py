@@ -1,7 +1,6 @@
 """Grids, GIFs, loss plots and diffusion pictures: layout, padding, frame counts, smoothing."""
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 

@@ -25,9 +25,9 @@ from ..viz.grid import save_gif, save_strip
 from .base import GenerativeModel, register
 
 # A CPU runs the sampler's network calls fastest in slices that keep the activations in cache:
-# on the 2-core AVX2 machine the 0.72M CPU U-Net took 1.61 ms per 28x28 image per call in slices
-# of 64 and 2.30 ms as one batch of 250 (5.92 -> 3.17 ms with CFG's doubled batch of 500; 32 and
-# 128 were slower than 64; benchmarks/sampler_micro_batch.py, 2 threads). A GPU wants the whole batch.
+# on the 2-core AVX2 machine the 0.72M CPU U-Net took ~1.6 ms per 28x28 image per call in slices
+# of 64 and 2.2-2.3 ms as one batch of 250 (5.2-5.9 -> 3.2 ms with CFG's doubled batch of 500; 32
+# and 128 were slower than 64; benchmarks/sampler_micro_batch.py, 2 threads). A GPU wants the whole batch.
 CPU_MICRO_BATCH = 64
 
 
