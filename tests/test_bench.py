@@ -146,3 +146,55 @@ def test_quality_without_a_feature_classifier_fails_before_training(tmp_path, ca
     err = capsys.readouterr().err
     assert "classifier" in err and "genlab train classifier" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_quality_of_a_recipe_from_a_config_file(tmp_path, monkeypatch, one_thread):
+    """`--config` measures a recipe of one's own, in its own results.md section beside the default's."""
+    import json
+
+    from genlab.metrics import features
+    from genlab.models.classifier import Classifier, ClassifierConfig
+    from genlab.train.checkpoint import read_config, save_checkpoint
+
+    monkeypatch.setenv("GENLAB_HOME", str(tmp_path / "home"))
+    torch.manual_seed(0)  # an untrained feature network is enough to exercise the path
+    save_checkpoint(features.classifier_dir("shapes", 3, 32),
+                    Classifier(ClassifierConfig(channels=3, image_size=32, num_classes=6, width=4, feature_dim=16)))
+    recipe = tmp_path / "shapes_tiny.json"
+    recipe.write_text(json.dumps({
+        "dataset": "shapes", "conditional": True, "base_width": 8, "channel_mult": [1, 2], "num_res_blocks": 1,
+        "attn_resolutions": [], "timesteps": 50, "sampler": "ddim", "sample_steps": 5,
+        "batch_size": 16, "lr": 3e-3, "max_minutes": 90, "epochs": 3}))
+    out = tmp_path / "bench"
+    write_section(out / "results.md", "quality", "## Quality\nthe default recipe's line")
+    assert main(["bench", "--quality", "--config", str(recipe), "--minutes", "0.05", "--n", "20",
+                 "--model", "dropout=0.1", "--out", str(out), "--run-dir", str(tmp_path / "run")]) == 0
+    text = (out / "results.md").read_text()
+    assert "the default recipe's line" in text  # its own section: the default's line is kept
+    section = text.split("<!-- genlab-bench:quality:shapes_tiny -->")[1].split("<!-- /genlab-bench:quality")[0]
+    assert f"## Quality: `{recipe}`" in section
+    assert f"--config {recipe} --model dropout=0.1" in section
+    assert "stopped by a 0.05-minute budget" in section and "ddim-5 sampling of 20 images" in section
+    fid = float(re.search(r"\| FID \| ([-+0-9.e]+) \|", section).group(1))
+    assert fid > 0 and "| class accuracy (requested class) |" in section  # conditional: balanced labels asked for
+    assert (out / "quality_samples_shapes_tiny.png").exists()
+    stored = read_config(tmp_path / "run")
+    assert stored["data"]["name"] == "shapes"
+    assert stored["model"]["base_width"] == 8 and stored["model"]["conditional"] and stored["model"]["dropout"] == 0.1
+    # the recipe's training options, but the bench's budget: its max_minutes and epochs do not apply
+    assert stored["train"]["batch_size"] == 16 and stored["train"]["lr"] == 3e-3
+    assert stored["train"]["max_minutes"] == 0.05
+
+
+def test_bad_recipe_files_are_rejected_before_training(tmp_path, capsys):
+    import json
+
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"base_width": 8, "latent_dim": 4}))
+    assert main(["bench", "--quality", "--config", str(recipe), "--out", str(tmp_path)]) == 2
+    assert "latent_dim are not diffusion model or training options" in capsys.readouterr().err
+    assert main(["bench", "--quality", "--config", str(tmp_path / "missing.json"), "--out", str(tmp_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["bench", "--quick", "--config", str(recipe), "--out", str(tmp_path)]) == 2
+    assert "--config names the recipe of a --quality run" in capsys.readouterr().err
+    assert not (tmp_path / "results.md").exists()

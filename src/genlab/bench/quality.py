@@ -1,9 +1,11 @@
-"""What the default recipe reaches in a fixed time: FID vs floor after N minutes.
+"""What a recipe reaches in a fixed time: FID vs floor after N minutes.
 
     genlab train diffusion --dataset fashion_mnist   (every other option default)
+      or genlab train diffusion --config FILE        (a recipe of its own, `--config` here)
     stopped by the time budget (--max-minutes), EMA weights sampled
     -> n samples -> FID / KID / precision / recall vs the test split,
-       each beside its floor (train vs test at the same n)
+       each beside its floor (train vs test at the same n); a class-conditional
+       recipe samples balanced labels and adds the classifier's agreement with them
 
 The features are the trained Fashion-MNIST classifier's (genlab.metrics), so
 the classifier must exist: `genlab train classifier --dataset fashion_mnist`.
@@ -28,7 +30,7 @@ class QualityConfig:
     minutes: float = 30.0           # training time budget (wall clock)
     n: int = 2000                   # samples (and real images) for the metrics
     dataset: str = "fashion_mnist"
-    sampler: str = "auto"           # auto: ddim if registered, else ddpm
+    sampler: str = "auto"           # auto: the recipe's sampler, else ddim if registered, else ddpm
     steps: int = 0                  # sampler network calls (0: 50 for ddim, all T for ddpm)
     batch_size: int = 250           # images per sampling batch
     device: str = "auto"
@@ -36,6 +38,9 @@ class QualityConfig:
     run_dir: str = ""               # training run folder (default: runs/bench_quality/<time stamp>)
     data_dir: str = ""
     model: dict = field(default_factory=dict)   # DiffusionConfig overrides (default: the default recipe)
+    recipe: str = ""                # a `genlab train --config` file whose recipe to measure instead
+    recipe_model: dict = field(default_factory=dict)   # its DiffusionConfig options (model overrides these)
+    train: dict = field(default_factory=dict)   # its TrainConfig options (not the budget: minutes, seed, device)
     sample_bf16: bool = False       # sample with the network in bf16 autocast
 
 
@@ -49,7 +54,7 @@ def check_quality_config(cfg: QualityConfig) -> None:
 
 
 def run_quality(cfg: QualityConfig, out_dir: str | Path, log=print) -> dict:
-    """Train the default recipe for cfg.minutes, sample, score; writes the grid into out_dir."""
+    """Train the recipe (the default, or cfg.recipe's) for cfg.minutes, sample, score; the grid goes to out_dir."""
     from ..data import load_dataset
     from ..diffusion.samplers import available
     from ..metrics.evaluate import evaluate_samples, sample_model
@@ -60,24 +65,31 @@ def run_quality(cfg: QualityConfig, out_dir: str | Path, log=print) -> dict:
 
     check_quality_config(cfg)
     device = pick_device(cfg.device)
-    sampler = ("ddim" if "ddim" in available() else "ddpm") if cfg.sampler == "auto" else cfg.sampler
+    model_options = {**cfg.recipe_model, **cfg.model}
+    sampler, steps = cfg.sampler, cfg.steps
+    if sampler == "auto":  # the recipe's own sampler, else DDIM-50
+        sampler = model_options.get("sampler") or ("ddim" if "ddim" in available() else "ddpm")
+        steps = steps or (model_options.get("sample_steps", 0) if "sampler" in model_options else 0)
     if sampler not in available():
         raise GenlabError(f"unknown sampler '{sampler}'; choose one of: {', '.join(available())}")
     data = load_dataset(cfg.dataset, "train", data_dir=cfg.data_dir or None)
+    if model_options.get("conditional") and not data.num_classes:
+        raise GenlabError(f"the recipe is class-conditional but {cfg.dataset} has no class labels")
     # fail before training, not after it, when the metrics cannot run
     extractor = feature_extractor(cfg.dataset, data.channels, data.image_size, device=device)
 
-    model = DiffusionModel(DiffusionModel.Config(**{**cfg.model, "channels": data.channels,
-                                                    "image_size": data.image_size, "num_classes": data.num_classes,
-                                                    "sample_bf16": cfg.sample_bf16}))
-    steps = cfg.steps or (None if sampler == "ddpm" else min(50, model.cfg.timesteps))
+    model_options["sample_bf16"] = cfg.sample_bf16 or model_options.get("sample_bf16", False)
+    model = DiffusionModel(DiffusionModel.Config(**{**model_options, "channels": data.channels,
+                                                    "image_size": data.image_size, "num_classes": data.num_classes}))
+    steps = steps or (None if sampler == "ddpm" else min(50, model.cfg.timesteps))
     # the default recipe, stopped by time alone; no mid-run grids so the budget goes to training
-    tcfg = replace(TrainConfig(**DiffusionModel.train_defaults), epochs=1_000_000, max_minutes=cfg.minutes,
-                   sample_every=0, device=cfg.device, seed=cfg.seed)
+    tcfg = replace(TrainConfig(**{**DiffusionModel.train_defaults, **cfg.train}), epochs=1_000_000,
+                   max_minutes=cfg.minutes, max_steps=0, sample_every=0, device=cfg.device, seed=cfg.seed)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(cfg.run_dir or f"runs/bench_quality/{cfg.minutes:g}min-{stamp}")
     load_before = load_average()
-    log(f"quality: training the default diffusion recipe on {cfg.dataset} for {cfg.minutes:g} min "
+    recipe = f"the recipe of {cfg.recipe}" if cfg.recipe else "the default diffusion recipe"
+    log(f"quality: training {recipe} on {cfg.dataset} for {cfg.minutes:g} min "
         f"({machine_info(device)}, load {load_before}); run folder {run_dir}")
     result = train(model, data, tcfg, run_dir)
     model = result.sampling_model.eval()
@@ -86,11 +98,13 @@ def run_quality(cfg: QualityConfig, out_dir: str | Path, log=print) -> dict:
         f"{'' if steps is None else f'-{steps}'} ...")
     t = time.perf_counter()
     g = torch.Generator(device=device).manual_seed(cfg.seed)
-    samples = sample_model(model, cfg.n, cfg.batch_size, generator=g, sampler=sampler, steps=steps)
+    labels = torch.arange(cfg.n) % data.num_classes if model.cfg.conditional else None  # balanced classes
+    samples = sample_model(model, cfg.n, cfg.batch_size, labels, g, sampler=sampler, steps=steps)
     sample_seconds = time.perf_counter() - t
     out_dir = Path(out_dir)
-    grid = save_grid(samples[:64], out_dir / "quality_samples.png", nrow=8)
-    metrics = evaluate_samples(samples, cfg.dataset, cfg.n, extractor=extractor,
+    stem = f"_{Path(cfg.recipe).stem}" if cfg.recipe else ""
+    grid = save_grid(samples[:64], out_dir / f"quality_samples{stem}.png", nrow=8)
+    metrics = evaluate_samples(samples, cfg.dataset, cfg.n, labels, extractor=extractor,
                                data_dir=cfg.data_dir or None)
     # training time from the last log row: result.seconds also counts the final checkpoint and grid
     train_seconds = float(result.history[-1]["seconds"]) if result.history else result.seconds
@@ -109,8 +123,14 @@ def model_flags(model: dict) -> str:
     return "".join(f" --{k.replace('_', '-')} {value(v)}" for k, v in model.items())
 
 
+def section_name(cfg: QualityConfig) -> str:
+    """results.md section: one per recipe, so the default's line and a config's line sit side by side."""
+    return f"quality:{Path(cfg.recipe).stem}" if cfg.recipe else "quality"
+
+
 def quality_command(cfg: QualityConfig) -> str:
     parts = [f"genlab bench --quality --minutes {cfg.minutes:g} --n {cfg.n}"]
+    parts += [f"--config {cfg.recipe}"] * bool(cfg.recipe)
     parts += [f"--model {k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in cfg.model.items()]
     parts += ["--sample-bf16"] * cfg.sample_bf16
     if cfg.sampler != "auto" or cfg.steps:
@@ -127,12 +147,19 @@ def quality_markdown(q: dict) -> str:
 
     rows = [["FID", num("fid"), num("floor_fid")], ["KID", num("kid"), num("floor_kid")],
             ["precision", num("precision"), num("floor_precision")], ["recall", num("recall"), num("floor_recall")]]
+    if "conditional_accuracy" in m:
+        rows.append(["class accuracy (requested class)", num("conditional_accuracy"), "-"])
+    if cfg.recipe:
+        title, recipe = f"## Quality: `{cfg.recipe}`", f"The recipe of `{cfg.recipe}`"
+        train_cmd = f"genlab train diffusion --config {cfg.recipe}"
+    else:
+        title, recipe = "## Quality", f"The {'default ' if not cfg.model else ''}diffusion recipe"
+        train_cmd = f"genlab train diffusion --dataset {cfg.dataset}"
     return "\n".join([
-        "## Quality", "",
+        title, "",
         f"`{quality_command(cfg)}` on {q['machine']}; "
         f"load average {q['load'][0]} before, {q['load'][1]} after.", "",
-        f"The {'default ' if not cfg.model else ''}diffusion recipe on {cfg.dataset} "
-        f"(`genlab train diffusion --dataset {cfg.dataset}{model_flags(cfg.model)}`), "
+        f"{recipe} on {cfg.dataset} (`{train_cmd}{model_flags(cfg.model)}`), "
         f"stopped by a {cfg.minutes:g}-minute budget: {q['steps']} steps of batch {q['batch_size']} "
         f"({q['epochs']:.2f} epochs) in {q['seconds'] / 60:.1f} min. EMA weights, {q['sampler']}-{q['sampler_steps']} "
         f"{'bf16 ' if cfg.sample_bf16 else ''}"

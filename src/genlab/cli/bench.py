@@ -3,6 +3,7 @@
     genlab bench                          # speed: train step fp32 vs fast path vs diffusers, MFU, sampling
     genlab bench --quick                  # the same table at tiny sizes (CI, seconds)
     genlab bench --quality --minutes 30   # default Fashion-MNIST recipe for 30 min -> FID vs floor + grid
+    genlab bench --quality --config configs/fashion_mnist_cpu.json   # the same for a recipe of one's own
 
 Each part rewrites only its own section of <out>/results.md.
 """
@@ -42,10 +43,15 @@ def add_parser(sub) -> None:
     g.add_argument("--sample-n", type=positive(), default=None, help="images per sampling run (default 64)")
     q = p.add_argument_group("quality")
     q.add_argument("--quality", action="store_true",
-                   help="train the default Fashion-MNIST diffusion recipe for --minutes, then FID vs floor")
+                   help="train the default Fashion-MNIST diffusion recipe (or --config's) for --minutes, "
+                        "then FID vs floor")
+    q.add_argument("--config", default="",
+                   help="a `genlab train diffusion --config` file: measure its recipe (dataset, model and training "
+                        "options) instead of the default; --minutes, --seed and --device stay the bench's")
     q.add_argument("--minutes", type=positive(float), default=30.0, help="training time budget")
     q.add_argument("--n", type=positive(), default=2000, help="samples for FID/KID/precision/recall")
-    q.add_argument("--sampler", default="auto", help="auto (ddim if available, else ddpm) | ddpm | ddim | ...")
+    q.add_argument("--sampler", default="auto",
+                   help="auto (the --config recipe's sampler, else ddim-50) | ddpm | ddim | dpmpp")
     q.add_argument("--sample-steps", type=int, default=0, help="sampler network calls (0: 50, or all T for ddpm)")
     q.add_argument("--sample-bf16", action="store_true", help="run the sampler's network in bf16 autocast")
     q.add_argument("--run-dir", default="", help="training run folder (default: runs/bench_quality/<time>)")
@@ -79,6 +85,32 @@ def model_options(items: list[str]) -> dict:
     return out
 
 
+# the bench owns these: every recipe gets the same budget, seed and device, and no mid-run grids
+BENCH_OWNED = {"epochs", "max_minutes", "max_steps", "sample_every", "device", "seed", "out"}
+
+
+def recipe_options(path: str) -> tuple[str | None, dict, dict]:
+    """A `genlab train diffusion --config` file as (dataset, DiffusionConfig options, TrainConfig options)."""
+    import dataclasses
+
+    from ..models.diffusion import DiffusionConfig
+    from ..train import TrainConfig
+    from .options import load_config_file
+
+    file_cfg = load_config_file(path)
+    dataset = file_cfg.pop("dataset", None)
+    model_fields = {f.name for f in dataclasses.fields(DiffusionConfig)}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(file_cfg) - model_fields - train_fields - BENCH_OWNED)
+    if unknown:
+        raise GenlabError(f"config file {path}: {', '.join(unknown)} are not diffusion model or training options; "
+                          f"the quality bench takes the dataset, model and training options of a recipe")
+    as_tuple = {f.name for f in dataclasses.fields(DiffusionConfig) if isinstance(f.default, tuple)}
+    model = {k: tuple(v) if k in as_tuple else v for k, v in file_cfg.items() if k in model_fields}
+    train = {k: v for k, v in file_cfg.items() if k in train_fields and k not in BENCH_OWNED}
+    return dataset, model, train
+
+
 def command_line(args) -> str:
     """The speed flags that were given, to print above the table."""
     flags = [("--quick", args.quick), ("--no-diffusers", args.no_diffusers), ("--no-sampling", args.no_sampling)]
@@ -102,17 +134,24 @@ def run(args) -> int:
 
 def _run(args) -> int:
     from ..bench import QualityConfig, SpeedConfig, quick_config, run_quality, run_speed, write_section
+    from ..bench.quality import section_name
 
     out = Path(args.out)
     results = out / "results.md"
+    if args.config and not args.quality:
+        raise GenlabError("--config names the recipe of a --quality run; the speed table times the default U-Net "
+                          "(change it with --model KEY=VALUE)")
     if args.quality:
         if args.quick:
             raise GenlabError("--quality and --quick do not mix: a quick quality run is --quality --minutes 0.5 --n 200")
+        dataset, recipe_model, recipe_train = recipe_options(args.config) if args.config else (None, {}, {})
         cfg = QualityConfig(minutes=args.minutes, n=args.n, sampler=args.sampler, steps=args.sample_steps,
                             device=args.device, run_dir=args.run_dir, data_dir=args.data_dir,
-                            model=model_options(args.model), sample_bf16=args.sample_bf16)
+                            model=model_options(args.model), sample_bf16=args.sample_bf16, recipe=args.config,
+                            recipe_model=recipe_model, train=recipe_train,
+                            **({"dataset": dataset} if dataset else {}))
         result = run_quality(cfg, out)
-        name = "quality"
+        name = section_name(cfg)
     else:
         cfg = quick_config(args.device) if args.quick else SpeedConfig(device=args.device)
         if args.model:
