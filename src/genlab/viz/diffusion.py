@@ -13,6 +13,7 @@ import torch  # noqa: E402
 from ..data.base import to_uint8_image  # noqa: E402
 from ..diffusion.gaussian import q_sample  # noqa: E402
 from ..diffusion.schedules import NoiseSchedule, make_schedule  # noqa: E402
+from .plots import save_figure  # noqa: E402
 
 
 def forward_panel(schedule: NoiseSchedule, x0: torch.Tensor, timesteps: list[int], path: str | Path,
@@ -32,10 +33,7 @@ def forward_panel(schedule: NoiseSchedule, x0: torch.Tensor, timesteps: list[int
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(f"t={t}\n$\\bar\\alpha$={ab:.3f}", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def schedule_plot(T: int, path: str | Path) -> Path:
@@ -52,7 +50,4 @@ def schedule_plot(T: int, path: str | Path) -> Path:
         ax.set_xlabel("t")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

@@ -125,13 +125,8 @@ def text_panel(text: str, path: str | Path, fontsize: int = 9) -> Path:
 def plot_quality_vs_steps(rows: list[dict], path: str | Path, keys=("memorised", "novel", "non_word"),
                           title: str = "sample quality vs sampling steps") -> Path:
     """Lines of rows[key] against rows["steps"], one colour per key, one line style per rows["sampler"]."""
-    import matplotlib
+    from .plots import plt, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 4))
     styles = ["-o", "--s", ":^", "-.d"]
     samplers = sorted({r["sampler"] for r in rows})
@@ -146,10 +141,7 @@ def plot_quality_vs_steps(rows: list[dict], path: str | Path, keys=("memorised",
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def forward_panel(process: DiscreteProcess, view: TokenView, x0: torch.Tensor, out: str | Path,

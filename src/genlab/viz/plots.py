@@ -12,12 +12,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def save_figure(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path, dpi: int | None = None) -> Path:
     """Lay out, write (creating the folder) and close a matplotlib figure; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, dpi=dpi or "figure")
     plt.close(fig)
     return path
 
@@ -46,7 +46,4 @@ def plot_loss(csv_path: str | Path, png_path: str | Path, window: int = 20) -> P
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(png_path)
-    plt.close(fig)
-    return Path(png_path)
+    return save_figure(fig, png_path)

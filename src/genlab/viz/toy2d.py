@@ -22,6 +22,7 @@ from PIL import Image  # noqa: E402
 
 from ..diffusion.gaussian import q_sample  # noqa: E402
 from ..errors import GenlabError  # noqa: E402
+from .plots import save_figure  # noqa: E402
 
 LIM = 3.0  # toy2d data are standardised: +-3 shows every shape and most of N(0, I)
 
@@ -36,15 +37,6 @@ def _style(ax, title: str | None = None, lim: float = LIM) -> None:
         ax.set_title(title, fontsize=8)
 
 
-def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
 def scatter_plot(points: torch.Tensor, path: str | Path, title: str | None = None,
                  color: str = "tab:blue") -> Path:
     """One scatter plot of (N, 2) points."""
@@ -52,7 +44,7 @@ def scatter_plot(points: torch.Tensor, path: str | Path, title: str | None = Non
     fig, ax = plt.subplots(figsize=(3.6, 3.6), dpi=120)
     ax.scatter(p[:, 0], p[:, 1], s=2, alpha=0.5, color=color, linewidths=0)
     _style(ax, title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def forward_plot(schedule, x0: torch.Tensor, timesteps: list[int], path: str | Path,
@@ -64,7 +56,7 @@ def forward_plot(schedule, x0: torch.Tensor, timesteps: list[int], path: str | P
         xt = q_sample(schedule, x0, torch.full((len(x0),), t, dtype=torch.long), noise)
         ax.scatter(xt[:, 0], xt[:, 1], s=1, alpha=0.4, linewidths=0)
         _style(ax, f"t={t}  abar={float(schedule.alphas_cumprod[t]):.3f}")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def samples_vs_data_plot(samples: torch.Tensor, data: torch.Tensor, path: str | Path,
@@ -82,7 +74,7 @@ def samples_vs_data_plot(samples: torch.Tensor, data: torch.Tensor, path: str | 
         title = (f"energy dist {metrics['energy_distance']:.4f} (floor {metrics.get('floor_energy_distance', 0):.4f})"
                  f"\nchamfer {metrics['chamfer']:.3f} (floor {metrics.get('floor_chamfer', 0):.3f})")
     _style(axes[2], title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def trajectory_plot(panels: list[tuple[list[torch.Tensor], str]], path: str | Path, k: int = 48,
@@ -102,7 +94,7 @@ def trajectory_plot(panels: list[tuple[list[torch.Tensor], str]], path: str | Pa
                    linewidths=0.3, label="x_0")
         ax.legend(fontsize=7, loc="upper right")
         _style(ax, title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _raster(points: torch.Tensor, size: int, lim: float = LIM) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,7 +173,7 @@ def quality_plot(rows: list[dict], path: str | Path, floor: float | None = None,
     ax.legend(fontsize=7)
     if title:
         ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def toy_artifacts(model, data, out_dir: Path, generator: torch.Generator, n: int = 1000) -> list[Path]:
