@@ -1,6 +1,6 @@
 """Quality vs speed of the diffusion samplers on one class-conditional Fashion-MNIST model.
 
-For one trained checkpoint (train it with configs/fashion_mnist_cond_cpu.json on a CPU, 84 min,
+For one trained checkpoint (train it with configs/fashion_mnist_cond_cpu.json on a CPU, 140 min,
 or configs/fashion_mnist_cond.json on a GPU):
 
     sampler x steps  (DDPM all T, DDIM 10/25/50/100, DPM-Solver++(2M) 10/20)
