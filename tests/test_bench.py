@@ -148,13 +148,14 @@ def test_quality_without_a_feature_classifier_fails_before_training(tmp_path, ca
     assert not (tmp_path / "run").exists()
 
 
-def test_quality_of_a_recipe_from_a_config_file(tmp_path, monkeypatch, one_thread):
-    """`--config` measures a recipe of one's own, in its own results.md section beside the default's."""
+@pytest.fixture
+def shapes_recipe(tmp_path, monkeypatch):
+    """A tiny class-conditional recipe on `shapes`, and an (untrained) feature classifier for its metrics."""
     import json
 
     from genlab.metrics import features
     from genlab.models.classifier import Classifier, ClassifierConfig
-    from genlab.train.checkpoint import read_config, save_checkpoint
+    from genlab.train.checkpoint import save_checkpoint
 
     monkeypatch.setenv("GENLAB_HOME", str(tmp_path / "home"))
     torch.manual_seed(0)  # an untrained feature network is enough to exercise the path
@@ -165,6 +166,14 @@ def test_quality_of_a_recipe_from_a_config_file(tmp_path, monkeypatch, one_threa
         "dataset": "shapes", "conditional": True, "base_width": 8, "channel_mult": [1, 2], "num_res_blocks": 1,
         "attn_resolutions": [], "timesteps": 50, "sampler": "ddim", "sample_steps": 5,
         "batch_size": 16, "lr": 3e-3, "max_minutes": 90, "epochs": 3}))
+    return recipe
+
+
+def test_quality_of_a_recipe_from_a_config_file(tmp_path, shapes_recipe, one_thread):
+    """`--config` measures a recipe of one's own, in its own results.md section beside the default's."""
+    from genlab.train.checkpoint import read_config
+
+    recipe = shapes_recipe
     out = tmp_path / "bench"
     write_section(out / "results.md", "quality", "## Quality\nthe default recipe's line")
     assert main(["bench", "--quality", "--config", str(recipe), "--minutes", "0.05", "--n", "20",
@@ -184,6 +193,36 @@ def test_quality_of_a_recipe_from_a_config_file(tmp_path, monkeypatch, one_threa
     # the recipe's training options, but the bench's budget: its max_minutes and epochs do not apply
     assert stored["train"]["batch_size"] == 16 and stored["train"]["lr"] == 3e-3
     assert stored["train"]["max_minutes"] == 0.05
+
+
+def test_an_interrupted_quality_run_writes_no_result(tmp_path, shapes_recipe, monkeypatch, one_thread):
+    """Ctrl-C during training: exit 130, the run keeps its checkpoint, and no line of a cut-short run is written."""
+    import os
+    import signal
+
+    import genlab.train
+    from genlab.train.checkpoint import read_config
+
+    real_train = genlab.train.train
+
+    def train_then_ctrl_c(model, data, cfg, out_dir, **kw):
+        loss, calls = model.loss, [0]
+
+        def loss_with_ctrl_c(batch):
+            calls[0] += 1
+            if calls[0] == 3:
+                os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends; the loop finishes the step and stops
+            return loss(batch)
+
+        model.loss = loss_with_ctrl_c
+        return real_train(model, data, cfg, out_dir, **kw)
+
+    monkeypatch.setattr(genlab.train, "train", train_then_ctrl_c)
+    out = tmp_path / "bench"
+    assert main(["bench", "--quality", "--config", str(shapes_recipe), "--minutes", "5", "--n", "20",
+                 "--out", str(out), "--run-dir", str(tmp_path / "run")]) == 130
+    assert not (out / "results.md").exists() and not list(out.glob("*.png"))
+    assert read_config(tmp_path / "run")["data"]["name"] == "shapes"  # the checkpoint is there to inspect
 
 
 def test_bad_recipe_files_are_rejected_before_training(tmp_path, capsys):

@@ -143,7 +143,7 @@ def test_noisy_classifier_learns_and_is_told_the_noise_level(noisy_classifier, f
 
 def test_classifier_guidance_steers_samples_to_the_class(noisy_classifier):
     clf = noisy_classifier
-    model = build_model("diffusion", dict(TINY_UNET)).eval()
+    model = build_model("diffusion", dict(TINY_UNET, prediction="eps")).eval()
     model.net = GaussianEps(model.schedule)         # the base model knows nothing about classes
     y = torch.arange(20) % 10
 

@@ -84,7 +84,8 @@ def test_diffusion_loss_falls_on_shapes():
     data = load_dataset("shapes", n=256, image_size=16)
     torch.manual_seed(0)
     model = build_model("diffusion", dict(channels=3, image_size=16, base_width=8, channel_mult=(1, 2),
-                                          num_res_blocks=1, attn_resolutions=(), timesteps=50))
+                                          num_res_blocks=1, attn_resolutions=(), timesteps=50,
+                                          prediction="eps", weighting="none"))  # Ho et al.'s simple loss
     cfg = TrainConfig(epochs=6, batch_size=32, lr=2e-3, warmup_steps=5, device="cpu", progress=False,
                       precision="fp32", sample_every=0, log_every=4, ema_decay=0)
     result = train(model, data, cfg)

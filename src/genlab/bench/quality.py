@@ -92,6 +92,9 @@ def run_quality(cfg: QualityConfig, out_dir: str | Path, log=print) -> dict:
     log(f"quality: training {recipe} on {cfg.dataset} for {cfg.minutes:g} min "
         f"({machine_info(device)}, load {load_before}); run folder {run_dir}")
     result = train(model, data, tcfg, run_dir)
+    if result.stopped == "interrupted":
+        # a run cut short is not a measurement of the budget: write nothing rather than a wrong line
+        raise KeyboardInterrupt
     model = result.sampling_model.eval()
 
     log(f"quality: {result.steps} steps; sampling {cfg.n} images with {sampler}"
