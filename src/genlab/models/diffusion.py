@@ -44,8 +44,9 @@ class DiffusionConfig:
     schedule: str = "cosine"        # linear | cosine
     # v-prediction (Salimans & Ho 2022) with Min-SNR-5 weighting (Hang et al. 2023): at high noise the
     # network predicts the mean image instead of amplifying eps errors by 1/sqrt(abar), and the loss does
-    # not spend a short run on nearly clean steps. In 30 CPU-minutes on Fashion-MNIST this took FID
-    # from 129 (eps, unweighted) to 105 (benchmarks/results.md). --prediction eps --weighting none is Ho et al.'s DDPM.
+    # not spend a short run on nearly clean steps. In 30 CPU-minutes on Fashion-MNIST this took FID from
+    # 129 (eps, unweighted) to 105 (benchmarks/results.md). `--prediction eps --weighting none` is Ho et
+    # al.'s DDPM.
     prediction: str = "v"           # eps | x0 | v
     weighting: str = "min_snr"      # none | min_snr
     conditional: bool = False       # class-conditional (labels from the dataset)
