@@ -19,7 +19,7 @@ targets (on the eta = 0 DDIM rows):
     DPM-Solver++ 20 steps no worse than DDIM-50
     conditional accuracy >= 90% at some guidance scale in [2, 4]
 
-    python benchmarks/sampler_table.py --checkpoint runs/fashion_mnist_cond        # the report (quiet machine)
+    python benchmarks/sampler_table.py --checkpoint RUN --n 500 --batch-size 250 --scales 0,1,2 --threads 2   # the report
     python benchmarks/sampler_table.py --quick --threads 1                         # a tiny model, ~3 CPU-minutes
 """
 

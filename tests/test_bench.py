@@ -127,6 +127,11 @@ def test_bad_bench_options(tmp_path, capsys):
     assert "KEY one of" in capsys.readouterr().err
     assert main(["bench", "--quick", "--model", "num_res_blocks=two", "--out", str(tmp_path)]) == 2
     assert "cannot read 'two' as int" in capsys.readouterr().err
+    # a flag of the other mode is an error, not silently dropped
+    assert main(["bench", "--quick", "--minutes", "5", "--out", str(tmp_path)]) == 2
+    assert "--minutes: option(s) of `genlab bench --quality`" in capsys.readouterr().err
+    assert main(["bench", "--quality", "--no-sampling", "--steps", "3", "--out", str(tmp_path)]) == 2
+    assert "--steps, --no-sampling: option(s) of the speed table" in capsys.readouterr().err
     assert not (tmp_path / "results.md").exists()
 
 

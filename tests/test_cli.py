@@ -106,6 +106,7 @@ BAD_TRAIN = [
     (["--schedule", "quadratic"], "unknown noise schedule"),
     (["--prediction", "score"], "unknown prediction target"),
     (["--batch-size", "128"], "fewer than one batch"),
+    (["--attn-resolutions", "7"], "--attn-resolutions 7 matches no feature map"),
 ]
 
 

@@ -277,6 +277,21 @@ def test_image_folder_of_pngs(tmp_path):
     assert again.x[1, :, 8, 8].tolist() == [0, 255, 0]
 
 
+def test_image_folder_interleaves_classes_and_reads_16_bit_grey(tmp_path):
+    for cls, grey in (("a", 10), ("b", 20), ("c", 30)):
+        for i in range(2):
+            _png(tmp_path / "imgs" / cls / f"{i}.png", (grey, grey, grey))
+    d = load_dataset("image_folder", path=tmp_path / "imgs", image_size=8)
+    assert d.y.tolist() == [0, 1, 2, 0, 1, 2]  # the first N items (--subset N) cover every class
+    assert d.x[:, 0, 0, 0].tolist() == [10, 20, 30, 10, 20, 30]
+    # a 16-bit grey PNG is scaled to 8 bits, not clipped at 255 (PIL's convert would make it white)
+    deep = tmp_path / "deep" / "x"
+    deep.mkdir(parents=True)
+    Image.fromarray(np.full((8, 8), 32768, np.uint16)).save(deep / "half.png")
+    half = load_dataset("image_folder", path=tmp_path / "deep", image_size=8, channels=1)
+    assert half.x.unique().tolist() == [128]
+
+
 def test_image_folder_errors(tmp_path):
     _png(tmp_path / "imgs" / "cat" / "ok.png", (1, 2, 3))
     (tmp_path / "imgs" / "cat" / "broken.png").write_bytes(b"not an image at all")

@@ -60,6 +60,13 @@ def test_eval_cli_end_to_end(home, tmp_path, capsys):
     # no classifier for this shape: one clear line, exit status 2
     rc = main(["eval", str(run), "--n", "64", "--dataset", "cifar10"])
     assert rc == 2 and "genlab train classifier --dataset cifar10" in capsys.readouterr().err
+    # --metrics model on a family without metrics of its own says so instead of printing nothing
+    ddpm = build_model("diffusion", {"channels": 1, "image_size": 16, "base_width": 8, "channel_mult": (1,),
+                                     "num_res_blocks": 1, "attn_resolutions": (), "timesteps": 10})
+    save_checkpoint(tmp_path / "ddpm-run", ddpm, meta={"data": {"name": "shapes", "kind": "image", "classes": [],
+                                                              "channels": 1, "image_size": 16, "options": {}}})
+    assert main(["eval", str(tmp_path / "ddpm-run"), "--metrics", "model"]) == 2
+    assert "no metrics of its own; use --metrics samples" in capsys.readouterr().err
 
 
 def test_eval_scores_image_token_samples_against_quantised_test_images(home, tmp_path, capsys):

@@ -29,9 +29,12 @@ def runs(tmp_path_factory):
     torch.manual_seed(0)
     uncond = build_model("diffusion", dict(channels=1, image_size=28, base_width=8, channel_mult=(1, 2),
                                            num_res_blocks=1, attn_resolutions=(), timesteps=50))
-    save_checkpoint(root / "uncond", uncond, meta={"data": {"name": "fashion_mnist", "kind": "image",
-                                                            "classes": [], "channels": 1, "image_size": 28,
-                                                            "options": {}}})
+    meta = {"data": {"name": "fashion_mnist", "kind": "image", "classes": [], "channels": 1, "image_size": 28,
+                     "options": {}}}
+    save_checkpoint(root / "uncond", uncond, meta=meta)
+    short = build_model("diffusion", dict(channels=1, image_size=28, base_width=8, channel_mult=(1,),
+                                          num_res_blocks=1, attn_resolutions=(), timesteps=20))
+    save_checkpoint(root / "short", short, meta=meta)  # T = 20: fewer timesteps than any default step count
     yield root
     torch.set_num_threads(n)
 
@@ -78,6 +81,11 @@ def test_bad_sample_inputs_are_rejected(runs, capsys):
         (["--sampler", "ddim", "--spacing", "cubic"], "unknown timestep spacing"),
         (["--classifier-scale", "3"], "--classifier-scale needs --classifier"),
         (["--classifier", run], "holds a 'diffusion' model, but this command needs a noisy-classifier"),
+        (["--sampler", "ddpm", "--eta", "0.5"], "--eta applies to --sampler ddim only"),
+        (["--sampler", "ddim", "--eta", "5"], "--eta must be between 0"),
+        (["--sampler", "ddim", "--eta", "nan"], "--eta must be between 0"),
+        (["--class", "1", "--guidance", "nan"], "--guidance must be a number >= 0"),
+        (["--out", __file__], "cannot create the output folder"),
     ]
     for extra, message in cases:
         capsys.readouterr()
@@ -90,6 +98,10 @@ def test_bad_sample_inputs_are_rejected(runs, capsys):
         assert message in capsys.readouterr().err
     assert main(["sample", "--checkpoint", str(runs / "clf")]) == 2
     assert "cannot generate samples" in capsys.readouterr().err
+    # the weights file instead of the run folder: the images go to the run folder
+    assert main(["sample", "--checkpoint", str(runs / "uncond" / "model.safetensors"), "--sampler", "ddim",
+                 "--steps", "2", "--num-images", "2"]) == 0
+    assert (runs / "uncond" / "generated" / "grid.png").exists()
 
 
 def test_inpaint_cli(runs, tmp_path, capsys):
@@ -112,6 +124,11 @@ def test_inpaint_cli(runs, tmp_path, capsys):
                  "--out", str(tmp_path / "inp2")]) == 0
     assert main(["inpaint", "--checkpoint", run, "--mask", "diagonal"]) == 2
     assert "neither a preset" in capsys.readouterr().err
+    for extra, message in [(["--eta", "-1"], "--eta must be between 0"),
+                           (["--class", "2", "--guidance", "-1"], "--guidance must be a number >= 0")]:
+        assert main(["inpaint", "--checkpoint", run, "--steps", "2", "--samples", "1", *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
     assert main(["inpaint", "--checkpoint", str(runs / "clf")]) == 2
     assert "needs a diffusion model" in capsys.readouterr().err
 
@@ -133,11 +150,29 @@ def test_visualize_kinds(runs, tmp_path, monkeypatch):
     }
     for name, extra in calls.items():
         out = tmp_path / f"{name}.png"
-        args = parser.parse_args([name, *common, *extra, "--out", str(out)])
+        steps = [] if name == "sampler-grid" else common[2:]           # sampler-grid's rows carry their steps
+        args = parser.parse_args([name, *common[:2], *steps, *extra, "--out", str(out)])
         assert args.func(args) == 0
         _png(out)
     with pytest.raises(vs.GenlabError, match="--samplers"):
         vs.parse_sampler_specs("ddim:x")
+
+
+def test_visualize_defaults_fit_the_model_and_bad_inputs_are_rejected(runs, tmp_path, capsys):
+    short = str(runs / "short")  # T = 20 < the default 50 steps: every kind caps its defaults at T
+    for kind, extra in [("sampler-grid", ["--num-images", "2"]), ("ddim-interpolation", ["--pairs", "1"]),
+                        ("inversion", ["--num-images", "2"])]:
+        out = tmp_path / f"{kind}.png"
+        assert main(["visualize", kind, "--checkpoint", short, "--out", str(out), *extra]) == 0, kind
+        _png(out)
+    run = str(runs / "cond")
+    for extra, message in [(["inversion", "--refine", "-1"], "--refine must be >= 0"),
+                           (["guidance-sweep", "--scales", ","], "--scales is empty"),
+                           (["inversion", "--dataset", "cifar10"], "but the model makes (1, 28, 28)"),
+                           (["sampler-grid", "--samplers", "dpmpp:5:0.5"], "eta applies to ddim only")]:
+        capsys.readouterr()
+        assert main(["visualize", extra[0], "--checkpoint", run, *extra[1:]]) == 2, extra
+        assert message in capsys.readouterr().err, extra
 
 
 def test_guidance_curve_and_slerp(runs, tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """Toy 2-D diffusion: the MLP denoiser learns a point cloud in seconds; metrics, pictures, CLI."""
 
 import argparse
+import json
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from genlab.models import build_model
 from genlab.models.toy_diffusion import ToyDiffusion, chamfer, energy_distance, mmd_rbf
 from genlab.nn.mlp import MLP, TimeMLP
 from genlab.train import TrainConfig, train
+from genlab.train.checkpoint import save_checkpoint
 from genlab.viz import toy2d
 
 
@@ -128,6 +130,20 @@ def test_cli_end_to_end(tmp_path, capsys):
     capsys.readouterr()
     assert main(["sample", "--checkpoint", str(run), "--class", "1"]) == 2
     assert "unconditional" in capsys.readouterr().err
+    clf = build_model("noisy-classifier", dict(base_width=8, channel_mult=(1,), timesteps=100))
+    save_checkpoint(tmp_path / "clf", clf, meta={"data": {"name": "fashion_mnist", "kind": "image", "classes": [],
+                                                         "channels": 1, "image_size": 28, "options": {}}})
+    assert main(["sample", "--checkpoint", str(run), "--classifier", str(tmp_path / "clf")]) == 2
+    assert "needs an image diffusion checkpoint" in capsys.readouterr().err
+    assert main(["train", "toy-diffusion", "--sampler", "euler", "--epochs", "1", "--out", str(tmp_path / "y")]) == 2
+    assert "unknown sampler 'euler'" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()                              # rejected before any training
+    # eval: the sampler options reach the toy model's own (sample) metrics
+    assert main(["eval", str(run), "--sampler", "ddim", "--steps", "5", "--n", "200",
+                 "--json", str(tmp_path / "m.json")]) == 0
+    assert "energy_distance" in json.loads((tmp_path / "m.json").read_text())
+    assert main(["eval", str(run), "--metrics", "samples"]) == 2
+    assert "does not generate images" in capsys.readouterr().err
     assert main(["sample", "--checkpoint", str(run), "--sampler", "ddim", "--steps", "500"]) == 2
     assert "between 1 and the model's 100" in capsys.readouterr().err
     assert main(["sample", "--checkpoint", str(run), "--steps", "10"]) == 2

@@ -214,6 +214,13 @@ def test_time_budget_stops_cleanly(tiny_data, tmp_path):
     assert state["step"] == 1 and state["batch_in_epoch"] == 1
 
 
+def test_num_samples_zero_trains_without_sample_grids(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    result = train(tiny_model(), tiny_data, tiny_cfg(epochs=2, num_samples=0), run)
+    assert result.stopped == "done" and (run / "ema.safetensors").exists()
+    assert not (run / "samples.png").exists() and not (run / "samples").exists()
+
+
 def test_progress_bar_total_under_a_time_budget(tiny_data, monkeypatch):
     """The bar's total is the steps the budget allows at the measured rate, never epochs x steps_per_epoch."""
     import genlab.train.loop as loop
@@ -236,6 +243,7 @@ def test_bad_train_settings(tiny_data):
     for kw, msg in [(dict(epochs=0), "--epochs must be at least 1"), (dict(batch_size=-2), "--batch-size must be"),
                     (dict(lr=0.0), "--lr must be positive"), (dict(ema_decay=1.0), "--ema-decay"),
                     (dict(lr_schedule="step"), "--lr-schedule"), (dict(precision="fp8"), "unknown precision"),
+                    (dict(num_samples=-1), "--num-samples must be >= 0"),
                     (dict(batch_size=64), "fewer than one batch")]:
         with pytest.raises(GenlabError, match=msg):
             train(tiny_model(), tiny_data, tiny_cfg(**kw))

@@ -8,7 +8,8 @@
        recipe samples balanced labels and adds the classifier's agreement with them
 
 The features are the trained Fashion-MNIST classifier's (genlab.metrics), so
-the classifier must exist: `genlab train classifier --dataset fashion_mnist`.
+the classifier must exist: `genlab train classifier --dataset fashion_mnist
+--out ~/.cache/genlab/classifiers/fashion_mnist-1x28`.
 """
 
 from __future__ import annotations

@@ -47,14 +47,15 @@ def add_parser(sub) -> None:
                         "then FID vs floor")
     q.add_argument("--config", default="",
                    help="a `genlab train diffusion --config` file: measure its recipe (dataset, model and training "
-                        "options) instead of the default; --minutes, --seed and --device stay the bench's")
+                        "options) instead of the default; --minutes, --device and the seed (0) stay the bench's")
     q.add_argument("--minutes", type=positive(float), default=30.0, help="training time budget")
-    q.add_argument("--n", type=positive(), default=2000, help="samples for FID/KID/precision/recall")
+    q.add_argument("--n", type=positive(), default=2000,
+                   help="samples for FID/KID/precision/recall (default 2000; results.md's lines use 1000)")
     q.add_argument("--sampler", default="auto",
                    help="auto (the --config recipe's sampler, else ddim-50) | ddpm | ddim | dpmpp")
     q.add_argument("--sample-steps", type=int, default=0, help="sampler network calls (0: 50, or all T for ddpm)")
     q.add_argument("--sample-bf16", action="store_true", help="run the sampler's network in bf16 autocast")
-    q.add_argument("--run-dir", default="", help="training run folder (default: runs/bench_quality/<time>)")
+    q.add_argument("--run-dir", default="", help="training run folder (default: runs/bench_quality/<minutes>min-<time>)")
     q.add_argument("--data-dir", default="", help="folder with local dataset copies (or $GENLAB_DATA_DIR)")
     p.set_defaults(func=run)
 
@@ -84,6 +85,12 @@ def model_options(items: list[str]) -> dict:
             raise GenlabError(f"--model {key}: cannot read '{text}' as {type(default).__name__}") from e
     return out
 
+
+# flags of one mode and their defaults: giving one in the other mode is an error, not silently ignored
+SPEED_ONLY = {"batch_size": None, "steps": None, "repeats": None, "compile": "auto", "no_diffusers": False,
+              "no_sampling": False, "sample_n": None}
+QUALITY_ONLY = {"minutes": 30.0, "n": 2000, "sampler": "auto", "sample_steps": 0, "sample_bf16": False,
+                "run_dir": "", "data_dir": ""}
 
 # the bench owns these: every recipe gets the same budget, seed and device, and no mid-run grids
 BENCH_OWNED = {"epochs", "max_minutes", "max_steps", "sample_every", "device", "seed", "out"}
@@ -141,6 +148,14 @@ def _run(args) -> int:
     if args.config and not args.quality:
         raise GenlabError("--config names the recipe of a --quality run; the speed table times the default U-Net "
                           "(change it with --model KEY=VALUE)")
+    other = QUALITY_ONLY if not args.quality else SPEED_ONLY
+    given = [f"--{k.replace('_', '-')}" for k, default in other.items() if getattr(args, k) != default]
+    if given and not args.quality:
+        raise GenlabError(f"{', '.join(given)}: option(s) of `genlab bench --quality`, which the speed table does "
+                          "not use; add --quality or leave them out")
+    if given:
+        raise GenlabError(f"{', '.join(given)}: option(s) of the speed table, which `genlab bench --quality` does "
+                          "not use; leave them out")
     if args.quality:
         if args.quick:
             raise GenlabError("--quality and --quick do not mix: a quick quality run is --quality --minutes 0.5 --n 200")

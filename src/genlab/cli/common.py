@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
@@ -19,7 +20,7 @@ def add_data_flags(p: argparse.ArgumentParser, dataset_default: str | None = Non
     g.add_argument("--channels", type=int, default=None, choices=(1, 3), help="1 = grey, 3 = RGB")
     g.add_argument("--subset", type=int, default=None, help="use only the first N items (quick experiments)")
     g.add_argument("--data-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra dataset option, e.g. --data-opt shape=two_moons")
+                   help="extra dataset option, e.g. --data-opt shape=moons")
 
 
 def _parse_value(v: str):
@@ -68,6 +69,22 @@ def positive(kind=int):
             raise argparse.ArgumentTypeError(f"must be positive, got {text}")
         return v
     return parse
+
+
+def output_path(out: str | None, checkpoint: str, default: str, folder: bool = False) -> Path:
+    """--out, or `default` inside the checkpoint's run folder (also for --checkpoint run/model.safetensors).
+
+    folder=True creates it now, before any long sampling, so that a path that cannot be
+    written fails at once instead of after the work.
+    """
+    run = Path(checkpoint)
+    path = Path(out) if out else (run.parent if run.is_file() else run) / default
+    if folder:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise GenlabError(f"cannot create the output folder {path} ({e.strerror}); pass --out FOLDER") from e
+    return path
 
 
 def generator(seed: int) -> torch.Generator:

@@ -59,14 +59,26 @@ def run(args) -> int:
         raise GenlabError(f"{args.checkpoint} does not record its dataset; pass --dataset")
     results = {"checkpoint": str(args.checkpoint), "family": model.family}
     trained_on = config.get("data", {}).get("name")
+    makes_images = model.data_kind == "image" or getattr(model, "is_image", False)  # incl. image tokens
+    if args.metrics == "model" and not hasattr(model, "evaluate"):
+        raise GenlabError(f"the {model.family} family has no metrics of its own; use --metrics samples "
+                          "(FID & co of its samples)")
+    if args.metrics == "model" and dataset != trained_on:
+        raise GenlabError(f"the {model.family} family's own metrics are on the dataset it was trained on "
+                          f"({trained_on}), not {dataset}; leave out --dataset")
+    if args.metrics == "samples" and not (model.can_sample and makes_images):
+        raise GenlabError(f"the {model.family} model does not generate images, so there are no FID-style sample "
+                          "metrics; use --metrics model")
     if args.metrics in ("all", "model") and hasattr(model, "evaluate") and dataset == trained_on:
         test = load_data(_data_args(args, config), dataset, "test")
-        own = model.evaluate(test, n=min(args.n, len(test)))
+        # the toy model's own metrics are those of its samples, so the sampler options reach them
+        sampling = {k: v for k, v in {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance,
+                                      "seed": args.seed}.items() if v is not None}
+        own = model.evaluate(test, n=min(args.n, len(test)), **(sampling if model.family == "toy-diffusion" else {}))
         results.update(own)
         print(f"{model.family} on {dataset} (test split):")
         for k, v in own.items():
             print(f"  {k:<24} {v:.5g}" if isinstance(v, (int, float)) else f"  {k:<24} {v}")
-    makes_images = model.data_kind == "image" or getattr(model, "is_image", False)  # incl. image tokens
     if args.metrics in ("all", "samples") and model.can_sample and makes_images:
         from ..metrics.evaluate import evaluate_model, format_metrics
 
@@ -83,6 +95,9 @@ def run(args) -> int:
                                  k=args.k, kid_subsets=args.kid_subsets, data_options=options)
         print(format_metrics(metrics))
         results.update(metrics)
+    if len(results) == 2:  # only checkpoint and family: neither kind of metric applied
+        raise GenlabError(f"nothing to evaluate: the {model.family} model makes no images and its own metrics are "
+                          f"on the dataset it was trained on ({trained_on}), not {dataset}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from ..data.base import to_float_image
 from ..errors import GenlabError
-from .common import add_data_flags, generator, positive
+from .common import add_data_flags, generator, output_path, positive
 
 
 def add_parser(sub) -> None:
@@ -74,11 +74,12 @@ def run(args) -> int:
     n = len(x0)
     mask = load_mask(args.mask, n, s, torch.Generator().manual_seed(args.seed), args.mask_ratio)
     y = torch.full((n,), args.label, dtype=torch.long) if args.label is not None else None
-    out = Path(args.out or Path(args.checkpoint) / "inpainting")
+    out = output_path(args.out, args.checkpoint, "inpainting", folder=True)
     g = generator(args.seed)
     steps = args.steps or model.schedule.T
     results, frames = [], None
-    with tqdm(total=args.samples * steps * args.resample, unit="call", desc="inpainting") as bar:
+    # delay: a bad option raises before the bar is drawn, so the error stays one line
+    with tqdm(total=args.samples * steps * args.resample, unit="call", desc="inpainting", delay=0.5) as bar:
         for i in range(args.samples):
             r = inpaint_images(model, x0, mask, args.steps, args.resample, args.eta, y, args.guidance, g,
                                return_intermediates=40 if (args.gif and i == 0) else 0, progress=bar.update)

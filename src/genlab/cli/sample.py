@@ -12,7 +12,7 @@ from ..errors import GenlabError
 from ..train.checkpoint import sampling_model
 from ..train.device import pick_device
 from ..viz.grid import save_gif, save_grid, save_strip
-from .common import generator, positive
+from .common import generator, output_path, positive
 
 
 def add_parser(sub) -> None:
@@ -25,9 +25,9 @@ def add_parser(sub) -> None:
     p.add_argument("--image-size", type=int, default=None, help="expected image size (checked against the model)")
     p.add_argument("--channels", type=int, default=None, help="expected channels (checked against the model)")
     g = p.add_argument_group("diffusion (Gaussian and discrete)")
-    g.add_argument("--sampler", default=None, help="ddpm | ddim | dpmpp (default: the model's)")
+    g.add_argument("--sampler", default=None, help="ddpm | ddim | dpmpp; discrete: ancestral | maskgit (default: the model's)")
     g.add_argument("--steps", type=positive(), default=None, help="network evaluations (default: all T for ddpm)")
-    g.add_argument("--eta", type=float, default=None, help="DDIM noise (0 = deterministic)")
+    g.add_argument("--eta", type=float, default=None, help="--sampler ddim only: noise per step (0 = deterministic)")
     g.add_argument("--class", dest="label", type=int, default=None, help="class index to generate")
     g.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
     g.add_argument("--spacing", default=None, help="ddim/dpmpp timestep spacing: uniform | quadratic")
@@ -54,7 +54,8 @@ def num_steps(model, kw) -> int:
     from ..diffusion import samplers
 
     sampler = kw.get("sampler") or model.cfg.sampler
-    steps = kw.get("steps") or model.cfg.sample_steps
+    # as DiffusionModel.sample: the configured step count belongs to the configured sampler only
+    steps = kw.get("steps") or (model.cfg.sample_steps if kw.get("sampler") in (None, model.cfg.sampler) else 0)
     if not steps:
         default = samplers.DEFAULT_STEPS.get(sampler) if sampler in samplers.available() else None
         steps = min(default or model.schedule.T, model.schedule.T)
@@ -77,8 +78,7 @@ def run(args) -> int:
     if not model.can_sample:
         raise GenlabError(f"{args.checkpoint} holds a '{model.family}' model, which cannot generate samples")
     check_shape(model, args)
-    out = Path(args.out or Path(args.checkpoint) / "generated")
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_path(args.out, args.checkpoint, "generated", folder=True)
     kw = {}
     diffusion_only = {"sampler": args.sampler, "steps": args.steps, "eta": args.eta, "guidance": args.guidance,
                       "temperature": args.temperature}
@@ -102,6 +102,9 @@ def run(args) -> int:
         raise GenlabError("--temperature and --pattern apply to discrete diffusion checkpoints only")
     elif model.family in GAUSSIAN:
         kw = {k: v for k, v in diffusion_only.items() if v is not None}
+        if args.eta is not None and (args.sampler or model.cfg.sampler) == "ddpm":
+            raise GenlabError("--eta applies to --sampler ddim only (ddpm is always ancestral, i.e. eta = 1); "
+                              "add --sampler ddim")
         if args.spacing is not None:
             kw["spacing"] = args.spacing
         if args.classifier is not None:

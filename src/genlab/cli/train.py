@@ -65,6 +65,8 @@ def run(args) -> int:
     data = load_data(args, args.dataset, "train")
     model_cfg = fill_from_data(merge(cls.Config, args.model_fields, args, file_cfg, model_base), cls.Config, data)
     model = build_model(args.family, model_cfg)
+    if not args.resume:  # a stored run keeps its architecture
+        check_attention(model_cfg, cls.Config)  # after the model's own checks (image size vs halvings, ...)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{args.family}: {n_params / 1e6:.2f}M parameters; {data.name}: {len(data)} items; run folder {out}")
     result = train(model, data, train_cfg, out, resume=args.resume, meta={"subset": args.subset})
@@ -73,6 +75,21 @@ def run(args) -> int:
     eval_and_artifacts(result, args, out)
     print(f"done: {result.steps} steps in {result.seconds / 60:.1f} min; see {out}")
     return 0
+
+
+def check_attention(model_cfg: dict, config_cls) -> None:
+    """--attn-resolutions that match no feature map of the U-Net / classifier would be silently ignored."""
+    defaults = {f.name: f.default for f in dataclasses.fields(config_cls)}
+    attn, mult, size = (model_cfg.get(k, defaults.get(k)) for k in ("attn_resolutions", "channel_mult", "image_size"))
+    if not attn or not mult or not size:
+        return
+    sizes = [size // 2 ** i for i in range(len(mult))]
+    unknown = [r for r in attn if r not in sizes]
+    if unknown:
+        hint = ",".join(str(r) for r in sizes[1:] if r <= 16) or str(sizes[-1])
+        raise GenlabError(f"--attn-resolutions {','.join(map(str, unknown))} matches no feature map of this "
+                          f"{size}x{size} model (its sizes: {','.join(map(str, sizes))}); "
+                          f"pass e.g. --attn-resolutions {hint}")
 
 
 def resume_data_flags(args, stored: dict) -> None:

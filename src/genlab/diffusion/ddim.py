@@ -53,6 +53,12 @@ def ddim_timesteps(T: int, steps: int, spacing: str = "uniform") -> list[int]:
     return ts[::-1]
 
 
+def check_eta(eta: float) -> None:
+    """eta in [0, 1] (also rejects NaN): beyond 1, sigma^2 of Eq. 16 exceeds what Eq. 12 can hold."""
+    if not 0 <= eta <= 1:
+        raise GenlabError(f"--eta must be between 0 (deterministic DDIM) and 1 (DDPM-like), got {eta}")
+
+
 def abar(schedule: NoiseSchedule, t: int) -> float:
     """alpha_bar_t as a Python float, with alpha_bar_{-1} = 1 (clean data)."""
     return 1.0 if t < 0 else float(schedule.alphas_cumprod[t])
@@ -178,8 +184,7 @@ def ddim(schedule, model, shape, *, steps=50, y=None, prediction="eps", eta=0.0,
          generator=None, device="cpu", x_T=None, return_intermediates=0, progress=None):
     if eta is None:
         eta = 0.0
-    if eta < 0:
-        raise GenlabError(f"--eta must be >= 0 (0 = deterministic DDIM, 1 = DDPM-like), got {eta}")
+    check_eta(eta)
     return ddim_sample_loop(schedule, model, shape, steps=steps, y=y, prediction=prediction, eta=eta,
                             spacing=spacing, clip=clip, generator=generator, device=device, x_T=x_T,
                             return_intermediates=return_intermediates, progress=progress)

@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from ..errors import GenlabError
-from .ddim import _call, abar, ddim_step, ddim_timesteps, frame_steps
+from .ddim import _call, abar, check_eta, ddim_step, ddim_timesteps, frame_steps
 from .schedules import NoiseSchedule
 
 MASK_PRESETS = ("left", "right", "top", "bottom", "center", "box", "random")
@@ -120,6 +120,7 @@ def inpaint(schedule: NoiseSchedule, model, x_known: torch.Tensor, mask: torch.T
     """
     if resample < 1:
         raise GenlabError(f"--resample must be at least 1, got {resample}")
+    check_eta(eta)
     device = x_known.device
     mask = mask.to(device=device, dtype=x_known.dtype).expand_as(x_known)
     ts = ddim_timesteps(schedule.T, steps or schedule.T, spacing)

@@ -158,6 +158,15 @@ def evaluate_model(model, dataset: str, n: int = 5000, batch_size: int = 250, se
     if conditional and num_classes <= 0:
         raise GenlabError(f"the {model.family} model is not class-conditional")
     labels = torch.arange(n) % num_classes if conditional else None
+    cfg = getattr(model, "cfg", None)
+    shape = getattr(cfg, "channels", None), getattr(cfg, "image_size", None)
+    if eval_kwargs.get("extractor") is None and None not in shape:
+        # find the feature network before sampling: a missing classifier fails in seconds, not after hours
+        eval_kwargs["extractor"] = feature_extractor(
+            dataset, *shape,
+            path=eval_kwargs.pop("classifier_path", None), device=eval_kwargs.get("device"),
+            network=eval_kwargs.pop("network", "classifier"),
+            inception_weights=eval_kwargs.pop("inception_weights", None))
     g = torch.Generator(device=model.device).manual_seed(seed)
     samples = sample_model(model, n, batch_size, labels, g, **(sample_kwargs or {}))
     return evaluate_samples(samples, dataset, n, labels=labels, **eval_kwargs)

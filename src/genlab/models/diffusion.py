@@ -155,6 +155,18 @@ class DiffusionModel(GenerativeModel):
         if int(y.min()) < 0 or int(y.max()) >= self.num_classes:
             raise GenlabError(f"class index out of range: this model knows classes 0..{self.num_classes - 1}")
 
+    def check_guidance(self, guidance: float, y: torch.Tensor | None) -> None:
+        """Classifier-free guidance needs a conditional model, the labels, and a finite scale >= 0."""
+        if guidance == 1.0:
+            return
+        if not self.num_classes:
+            raise GenlabError("--guidance needs a class-conditional checkpoint (train with --conditional); "
+                              "this one is unconditional")
+        if y is None:
+            raise GenlabError("--guidance needs the class to generate (--class, or labels y)")
+        if not 0 <= guidance < float("inf"):  # also NaN / inf
+            raise GenlabError(f"--guidance must be a number >= 0 (0: unconditional, 1: conditional), got {guidance}")
+
     @torch.no_grad()
     def preview(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Training-time grids: DDIM with 50 steps when available (20x faster than DDPM)."""
@@ -193,14 +205,7 @@ class DiffusionModel(GenerativeModel):
         gradient scale classifier_scale; spacing: uniform | quadratic (ddim, dpmpp).
         """
         self.check_labels(y, classifier)
-        if guidance != 1.0:
-            if not self.num_classes:
-                raise GenlabError("--guidance needs a class-conditional checkpoint (train with --conditional); "
-                                  "this one is unconditional")
-            if y is None:
-                raise GenlabError("--guidance needs the class to generate (--class, or labels y)")
-            if guidance < 0:
-                raise GenlabError(f"--guidance must be >= 0 (0: unconditional, 1: conditional), got {guidance}")
+        self.check_guidance(guidance, y)
         if y is not None:
             y = y.to(self.device)
         # the configured step count belongs to the configured sampler: `sampler="ddpm"` on a model whose

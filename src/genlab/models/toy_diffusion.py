@@ -95,9 +95,13 @@ class ToyDiffusion(GenerativeModel):
         if cfg.prediction not in ("eps", "x0", "v"):
             raise GenlabError(f"unknown prediction target '{cfg.prediction}'; choose eps, x0 or v")
         self.schedule = make_schedule(cfg.schedule, cfg.timesteps)
-        if float(self.schedule.betas.max()) >= 1:
-            raise GenlabError(f"the {cfg.schedule} schedule has betas >= 1 at T = {cfg.timesteps} (DDPM's linear "
-                              "betas are rescaled by 1000 / T); use --timesteps 21 or more, or --schedule cosine")
+        # (no betas >= 1 check: make_schedule clamps every schedule's betas at 0.999)
+        if cfg.sampler not in samplers.available():
+            raise GenlabError(f"unknown sampler '{cfg.sampler}'; choose one of: {', '.join(samplers.available())}")
+        if cfg.sample_steps and (cfg.sampler == "ddpm" and cfg.sample_steps != cfg.timesteps
+                                 or not 1 <= cfg.sample_steps <= cfg.timesteps):
+            raise GenlabError(f"--sample-steps {cfg.sample_steps} does not fit --sampler {cfg.sampler} with "
+                              f"--timesteps {cfg.timesteps} (ddpm runs all T steps; ddim/dpmpp take 1..T)")
         self.net = TimeMLP(cfg.dim, cfg.hidden, cfg.depth, cfg.time_dim)
 
     @property
@@ -115,12 +119,16 @@ class ToyDiffusion(GenerativeModel):
     def sample(self, n: int, generator: torch.Generator | None = None, sampler: str | None = None,
                steps: int | None = None, eta: float = 0.0, spacing: str | None = None,
                x_T: torch.Tensor | None = None, return_intermediates: int = 0, progress=None, y=None,
-               guidance: float = 1.0):
+               guidance: float = 1.0, classifier=None, classifier_scale: float = 1.0):
         """n points (n, dim) from `sampler` with `steps` network calls (no x0 clipping: points are unbounded)."""
+        if classifier is not None:
+            raise GenlabError("classifier guidance needs an image diffusion checkpoint; the toy diffusion model "
+                              "is unconditional: drop --classifier")
         if y is not None or guidance != 1.0:
             raise GenlabError("the toy diffusion model is unconditional: --class and --guidance do not apply")
+        # the configured step count belongs to the configured sampler (as in DiffusionModel.sample)
+        steps = steps or (self.cfg.sample_steps if sampler in (None, self.cfg.sampler) else 0) or None
         sampler = sampler or self.cfg.sampler
-        steps = steps or self.cfg.sample_steps or None
         kw = dict(prediction=self.cfg.prediction, generator=generator, device=self.device, x_T=x_T,
                   return_intermediates=return_intermediates, progress=progress)
         shape = (n, self.cfg.dim)

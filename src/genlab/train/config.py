@@ -22,7 +22,7 @@ class TrainConfig:
     device: str = "auto"            # auto | cpu | cuda | mps
     seed: int = 0
     sample_every: int = 1           # save a sample grid every N epochs (0: only at the end)
-    num_samples: int = 64
+    num_samples: int = 64           # images in each sample grid (0: no grids)
     log_every: int = 25             # steps between loss syncs / log rows
     hflip: bool = False             # horizontal-flip augmentation
     checkpoint_every: int = 1       # epochs between checkpoints

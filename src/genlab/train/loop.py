@@ -115,6 +115,8 @@ def check_config(cfg: TrainConfig) -> None:
         raise GenlabError(f"--channels-last must be auto, on or off, got {cfg.channels_last}")
     if cfg.max_minutes < 0 or cfg.max_steps < 0 or cfg.log_every <= 0:
         raise GenlabError("--max-minutes and --max-steps must be >= 0 and --log-every > 0")
+    if cfg.num_samples < 0:
+        raise GenlabError(f"--num-samples must be >= 0 (0: no sample grids), got {cfg.num_samples}")
 
 
 class LossLog:
@@ -260,7 +262,7 @@ def train(model, data: TensorDataset, cfg: TrainConfig | None = None, out_dir: s
 
     def save_samples(name: str):
         sampler_model = ema.model if ema else model
-        if out is None or not main or not sampler_model.can_sample:
+        if out is None or not main or not sampler_model.can_sample or cfg.num_samples == 0:
             return
         sampler_model.eval()
         imgs = sampler_model.preview(cfg.num_samples, generator=gen)

@@ -57,7 +57,7 @@ def labelled_rows(rows: list[torch.Tensor], labels: list[str], path: str | Path,
         axes[0, 0].set_xticks([1 + w * i + w / 2 for i in range(len(col_labels))], col_labels, fontsize=6)
         axes[0, 0].xaxis.tick_top()
     if title:
-        fig.suptitle(title, fontsize=8)
+        fig.suptitle(title, fontsize=8, wrap=True)  # a narrow panel (few images) must not clip it
     return save_figure(fig, path)
 
 
@@ -113,6 +113,11 @@ def parse_sampler_specs(text: str) -> list[tuple[str, int | None, float]]:
             eta = float(parts[2]) if len(parts) > 2 else 0.0
         except ValueError as e:
             raise GenlabError(f"--samplers expects items like ddim:50 or ddim:50:1.0, got '{item}'") from e
+        if steps is not None and steps < 1:
+            raise GenlabError(f"--samplers: the step count must be >= 1 (or left out for the default), got '{item}'")
+        if eta and parts[0] != "ddim":
+            raise GenlabError(f"--samplers: eta applies to ddim only (ddpm is ancestral, dpmpp deterministic), "
+                              f"got '{item}'")
         out.append((parts[0], steps, eta))
     if not out:
         raise GenlabError("--samplers is empty; give e.g. ddpm,ddim:50,dpmpp:20")
@@ -157,16 +162,18 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, alpha: float) -> torch.Tensor:
 @torch.no_grad()
 def ddim_interpolation(model, path: str | Path, pairs: int = 4, frames: int = 9, steps: int = 50,
                        generator: torch.Generator | None = None, y: torch.Tensor | None = None,
-                       **sample_kw) -> Path:
-    """Rows = pairs of noises; columns = deterministic DDIM (eta = 0) from slerp(z0, z1, a)."""
+                       sampler: str = "ddim", **sample_kw) -> Path:
+    """Rows = pairs of noises; columns = a deterministic sampler (DDIM eta = 0, or dpmpp) from slerp(z0, z1, a)."""
+    if sampler not in ("ddim", "dpmpp"):
+        raise GenlabError(f"interpolating noises needs a deterministic sampler (ddim or dpmpp), not '{sampler}'")
     z0, z1 = _noise(model, pairs, generator), _noise(model, pairs, generator)
     alphas = torch.linspace(0, 1, frames).tolist()
-    cols = [model.sample(pairs, y=y, sampler="ddim", steps=steps, eta=0.0, x_T=slerp(z0, z1, a), **sample_kw).cpu()
+    cols = [model.sample(pairs, y=y, sampler=sampler, steps=steps, x_T=slerp(z0, z1, a), **sample_kw).cpu()
             for a in alphas]
     rows = [torch.stack([c[i] for c in cols]) for i in range(pairs)]
     return labelled_rows(rows, [f"pair {i + 1}" for i in range(pairs)], path,
                          col_labels=[f"{a:.2g}" for a in alphas],
-                         title=f"DDIM ({steps} steps, eta = 0) from slerp(z0, z1, a)")
+                         title=f"{sampler} ({steps} steps, deterministic) from slerp(z0, z1, a)")
 
 
 @torch.no_grad()
@@ -209,8 +216,7 @@ def inpaint_images(model, x0: torch.Tensor, mask: torch.Tensor, steps: int | Non
     from ..diffusion.inpaint import inpaint
 
     model.check_labels(y)
-    if guidance != 1.0 and (not model.num_classes or y is None):
-        raise GenlabError("--guidance needs a class-conditional checkpoint and --class")
+    model.check_guidance(guidance, y)
     y = y.to(model.device) if y is not None else None
     steps = steps or None
     if steps is not None and not 1 <= steps <= model.schedule.T:
@@ -296,8 +302,13 @@ def add_visualize_parser(kinds, name: str, help_text: str) -> None:
     p.add_argument("--out", default=None, help=f"output file (default: <checkpoint>/{KINDS[name]})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
-    p.add_argument("--sampler", default=None, help="ddpm | ddim | dpmpp (default: ddim)")
-    p.add_argument("--steps", type=positive(), default=None, help="network calls (default: 50, all T for ddpm)")
+    if name in ("class-grid", "guidance-sweep", "guidance-curve"):
+        p.add_argument("--sampler", default=None, help="ddpm | ddim | dpmpp (default: ddim)")
+    elif name == "ddim-interpolation":
+        p.add_argument("--sampler", default=None, help="ddim | dpmpp (deterministic; default: ddim)")
+    if name != "sampler-grid":  # its rows carry their own step counts (--samplers)
+        p.add_argument("--steps", type=positive(), default=None,
+                       help="network calls (default: min(50, T); all T for ddpm)")
     if name in ("class-grid", "sampler-grid", "ddim-interpolation", "inpainting"):
         p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
     if name in ("sampler-grid", "ddim-interpolation", "inversion", "inpainting"):
@@ -309,8 +320,9 @@ def add_visualize_parser(kinds, name: str, help_text: str) -> None:
     elif name == "guidance-sweep":
         p.add_argument("--scales", default="0,1,2,3,5", help="comma-separated CFG scales")
     elif name == "sampler-grid":
-        p.add_argument("--samplers", default="ddpm,ddim:50,ddim:10,dpmpp:20,dpmpp:10",
-                       help="rows as sampler[:steps[:eta]], comma-separated")
+        p.add_argument("--samplers", default=None,
+                       help="rows as sampler[:steps[:eta]], comma-separated "
+                            "(default: ddpm,ddim:50,ddim:10,dpmpp:20,dpmpp:10, step counts capped at T)")
         p.add_argument("--num-images", type=positive(), default=8)
     elif name == "ddim-interpolation":
         p.add_argument("--pairs", type=positive(), default=4)
@@ -319,7 +331,7 @@ def add_visualize_parser(kinds, name: str, help_text: str) -> None:
         add_data_flags(p, "the checkpoint's")
         p.add_argument("--num-images", type=positive(), default=8)
         if name == "inversion":
-            p.add_argument("--refine", type=int, default=0, help="fixed-point refinements per inversion step")
+            p.add_argument("--refine", type=int, default=0, help="fixed-point refinements per inversion step (>= 0)")
         else:
             p.add_argument("--mask", default="center", help="left|right|top|bottom|center|box|random or a PNG")
             p.add_argument("--resample", type=positive(), default=1, help="RePaint resampling rounds r (1 = replace)")
@@ -332,13 +344,16 @@ def add_visualize_parser(kinds, name: str, help_text: str) -> None:
 
 def _floats(text: str, flag: str) -> list[float]:
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError as e:
         raise GenlabError(f"{flag} expects comma-separated numbers, got '{text}'") from e
+    if not values:
+        raise GenlabError(f"{flag} is empty; give comma-separated numbers, e.g. 0,1,3")
+    return values
 
 
-def checkpoint_images(args, config: dict, n: int, seed: int = 0):
-    """n test images (and labels) of the checkpoint's dataset, or of --dataset."""
+def checkpoint_images(args, config: dict, n: int, seed: int = 0, shape: tuple | None = None):
+    """n test images (and labels) of the checkpoint's dataset, or of --dataset; shape: the model's (C, H, W)."""
     from ..cli.common import load_data
 
     info = config.get("data", {})
@@ -358,22 +373,28 @@ def checkpoint_images(args, config: dict, n: int, seed: int = 0):
         raise GenlabError(f"dataset {data.name} holds {data.kind}, not images")
     idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
     batch = data.batch(idx)
+    if shape is not None and tuple(batch["x"].shape[1:]) != tuple(shape):
+        raise GenlabError(f"the dataset's images are {tuple(batch['x'].shape[1:])} but the model makes {tuple(shape)}; "
+                          "pass --image-size / --channels to match")
     return batch["x"], batch.get("y")
 
 
 def _run(args) -> int:
+    from ..cli.common import output_path
     from ..train.checkpoint import sampling_model
     from ..train.device import pick_device
 
     device = pick_device(args.device)
     model, config = sampling_model(args.checkpoint, device, family="diffusion")
     kind = args.viz_kind
-    out = Path(args.out or Path(args.checkpoint) / KINDS[kind])
+    out = output_path(args.out, args.checkpoint, KINDS[kind])
+    T = model.schedule.T
+    default_steps = getattr(args, "steps", None) or min(50, T)  # a T = 20 model cannot take 50
     g = torch.Generator(device=model.device).manual_seed(args.seed)
     names = class_names(config, model.num_classes)
     label = getattr(args, "label", None)
     y_for = (lambda n: torch.full((n,), label, dtype=torch.long)) if label is not None else (lambda n: None)
-    kw = {"sampler": args.sampler or "ddim", "steps": args.steps}
+    kw = {"sampler": getattr(args, "sampler", None) or "ddim", "steps": getattr(args, "steps", None)}
     if kind != "guidance-sweep" and getattr(args, "guidance", 1.0) != 1.0:
         kw["guidance"] = args.guidance
     if kind == "class-grid":
@@ -387,20 +408,24 @@ def _run(args) -> int:
         path = guidance_sweep(model, out, _floats(args.scales, "--scales"), g, names, **kw)
     elif kind == "sampler-grid":
         kw.pop("sampler"), kw.pop("steps")
-        path = sampler_comparison(model, out, parse_sampler_specs(args.samplers), args.num_images, g,
+        specs = args.samplers or (f"ddpm,ddim:{min(50, T)},ddim:{min(10, T)},dpmpp:{min(20, T)},"
+                                  f"dpmpp:{min(10, T)}")
+        path = sampler_comparison(model, out, parse_sampler_specs(specs), args.num_images, g,
                                   y_for(args.num_images), **kw)
     elif kind == "ddim-interpolation":
-        path = ddim_interpolation(model, out, args.pairs, args.frames, args.steps or 50, g, y_for(args.pairs),
-                                  **({"guidance": kw["guidance"]} if "guidance" in kw else {}))
+        path = ddim_interpolation(model, out, args.pairs, args.frames, default_steps, g, y_for(args.pairs),
+                                  sampler=kw["sampler"], **({"guidance": kw["guidance"]} if "guidance" in kw else {}))
     elif kind == "inversion":
-        x0, y = checkpoint_images(args, config, args.num_images, args.seed)
+        if args.refine < 0:
+            raise GenlabError(f"--refine must be >= 0, got {args.refine}")
+        x0, y = checkpoint_images(args, config, args.num_images, args.seed, _image_shape(model))
         y = y_for(len(x0)) if label is not None else (y if model.num_classes else None)
-        path, stats = inversion_panel(model, x0, out, args.steps or 50, y, args.refine)
+        path, stats = inversion_panel(model, x0, out, default_steps, y, args.refine)
         print(f"round trip: MSE {stats['mse']:.3e}, max |error| {stats['max_abs']:.4f}")
     elif kind == "inpainting":
         from ..diffusion.inpaint import load_mask
 
-        x0, _ = checkpoint_images(args, config, args.num_images, args.seed)
+        x0, _ = checkpoint_images(args, config, args.num_images, args.seed, _image_shape(model))
         mask = load_mask(args.mask, len(x0), model.cfg.image_size, torch.Generator().manual_seed(args.seed))
         filled = inpaint_images(model, x0, mask, args.steps, args.resample, y=y_for(len(x0)),
                                 guidance=kw.get("guidance", 1.0), generator=g)
@@ -409,7 +434,7 @@ def _run(args) -> int:
     else:  # guidance-curve
         dataset = args.dataset or config.get("data", {}).get("name")
         path, rows = guidance_curve(model, dataset, out, _floats(args.scales, "--scales"), args.n,
-                                    kw["sampler"], kw["steps"] or (None if kw["sampler"] == "ddpm" else 50),
+                                    kw["sampler"], kw["steps"] or (None if kw["sampler"] == "ddpm" else min(50, T)),
                                     args.seed, device=device)
         for r in rows:
             print(f"w={r['guidance']:<4g} FID {r['fid']:8.3f}  accuracy {r['conditional_accuracy']:.3f}  "
