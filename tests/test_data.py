@@ -284,6 +284,10 @@ def test_image_folder_interleaves_classes_and_reads_16_bit_grey(tmp_path):
     d = load_dataset("image_folder", path=tmp_path / "imgs", image_size=8)
     assert d.y.tolist() == [0, 1, 2, 0, 1, 2]  # the first N items (--subset N) cover every class
     assert d.x[:, 0, 0, 0].tolist() == [10, 20, 30, 10, 20, 30]
+    # no test/ part: the test split is the training images, and it says so
+    with pytest.warns(UserWarning, match="not on held-out data"):
+        t = load_dataset("image_folder", path=tmp_path / "imgs", split="test", image_size=8)
+    assert torch.equal(t.x, d.x) and "training images" in t.meta["note"]
     # a 16-bit grey PNG is scaled to 8 bits, not clipped at 255 (PIL's convert would make it white)
     deep = tmp_path / "deep" / "x"
     deep.mkdir(parents=True)

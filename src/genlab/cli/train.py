@@ -68,7 +68,8 @@ def run(args) -> int:
     if not args.resume:  # a stored run keeps its architecture
         check_attention(model_cfg, cls.Config)  # after the model's own checks (image size vs halvings, ...)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"{args.family}: {n_params / 1e6:.2f}M parameters; {data.name}: {len(data)} items; run folder {out}")
+    shape = f" of {data.channels}x{data.image_size}x{data.image_size}" if data.kind == "image" else ""
+    print(f"{args.family}: {n_params / 1e6:.2f}M parameters; {data.name}: {len(data)} items{shape}; run folder {out}")
     result = train(model, data, train_cfg, out, resume=args.resume, meta={"subset": args.subset})
     if result.stopped == "interrupted":
         return 130

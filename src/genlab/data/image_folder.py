@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -43,11 +44,19 @@ def load_image_folder(path: str | Path | None = None, split: str = "train", imag
     """Images under `path` (a folder or .zip), labelled by sub-folder.
 
     If `path` holds `<split>.zip` or a `<split>/` folder (e.g. train.zip and
-    test.zip), that is used. image_size defaults to the first image's shorter side.
+    test.zip), that is used; otherwise every split is all the images, and a test
+    split says so (a warning, and meta["note"]), since its metrics are then not
+    held-out ones. image_size defaults to the first image's shorter side.
     """
     if path is None:
         raise GenlabError("image_folder needs path=<folder or .zip of images with one sub-folder per class>")
-    path = _split_source(Path(path).expanduser(), split)
+    root = Path(path).expanduser()
+    path = _split_source(root, split)
+    note = None
+    if split != "train" and path == root:
+        note = (f"{root} has no {split}/ or {split}.zip part: its '{split}' split is the training images, "
+                "so metrics on it are not on held-out data")
+        warnings.warn(note, stacklevel=2)
     if channels not in (1, 3):
         raise GenlabError(f"channels must be 1 or 3, got {channels}")
     reader = _ZipImages(path) if path.suffix.lower() == ".zip" else _DirImages(path)
@@ -68,7 +77,7 @@ def load_image_folder(path: str | Path | None = None, split: str = "train", imag
         cache_file = cache_dir() / "image_folder" / f"{path.stem}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
         hit = _read_cache(cache_file, len(members), classes)
         if hit is not None:
-            return _dataset(hit[0], hit[1], classes, path, cache_file)
+            return _dataset(hit[0], hit[1], classes, path, cache_file, note)
 
     size = image_size
     x = None
@@ -85,7 +94,7 @@ def load_image_folder(path: str | Path | None = None, split: str = "train", imag
     y = np.array([labels_of[m] for m in members], np.int64)
     if cache_file is not None:
         _write_cache(cache_file, x, y, classes)
-    return _dataset(x, y, classes, path, cache_file)
+    return _dataset(x, y, classes, path, cache_file, note)
 
 
 def decode_image(data: bytes, where: str, channels: int = 3) -> Image.Image:
@@ -215,8 +224,8 @@ def _write_cache(file: Path, x: np.ndarray, y: np.ndarray, classes: list[str]) -
         pass  # a read-only cache only costs speed
 
 
-def _dataset(x, y, classes, path: Path, cache_file: Path | None) -> TensorDataset:
-    meta = {"source": str(path)}
+def _dataset(x, y, classes, path: Path, cache_file: Path | None, note: str | None = None) -> TensorDataset:
+    meta = {"source": str(path), **({"note": note} if note else {})}
     if cache_file is not None:
         meta["cache"] = str(cache_file)
     return TensorDataset("image_folder", "image", {"x": torch.from_numpy(x), "y": torch.from_numpy(y)},
