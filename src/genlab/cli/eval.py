@@ -52,6 +52,13 @@ def _data_args(args, config: dict):
 
 
 def run(args) -> int:
+    if args.json:
+        try:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise GenlabError(f"cannot create the folder for --json {args.json} ({e.strerror}); pass another path") from e
+        if Path(args.json).is_dir():
+            raise GenlabError(f"--json {args.json} is a folder; pass a file name, e.g. {Path(args.json) / 'eval.json'}")
     device = pick_device(args.device)
     model, config = sampling_model(args.checkpoint, device)
     dataset = args.dataset or config.get("data", {}).get("name")

@@ -85,13 +85,27 @@ def load_config_file(path: str | None) -> dict:
     return {k.replace("-", "_"): v for k, v in data.items()}
 
 
+def _file_value(cls, name: str, v):
+    """A config-file value checked against the field's type, as its flag would parse it."""
+    field = {f.name: f for f in dataclasses.fields(cls)}[name]
+    kind = type(field.default)
+    if isinstance(v, list):
+        v = tuple(v)
+    ok = (isinstance(v, kind) and (kind is bool or not isinstance(v, bool))
+          or kind is float and isinstance(v, int) and not isinstance(v, bool)
+          or field.default is None or field.default is dataclasses.MISSING)
+    if not ok:
+        raise GenlabError(f"config file: option {name} must be {kind.__name__}, got {v!r} "
+                          f"(e.g. {name} = {field.default!r})")
+    return float(v) if kind is float else v
+
+
 def merge(cls, names: list[str], args: argparse.Namespace, file_cfg: dict, defaults: dict | None = None) -> dict:
     """Field values for `cls`: defaults, then the config file, then flags the user set."""
     out = dict(defaults or {})
     for n in names:
         if n in file_cfg:
-            v = file_cfg[n]
-            out[n] = tuple(v) if isinstance(v, list) else v
+            out[n] = _file_value(cls, n, file_cfg[n])
         if getattr(args, n, None) is not None:
             out[n] = getattr(args, n)
     return out

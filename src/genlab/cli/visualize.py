@@ -14,12 +14,12 @@ from .common import add_data_flags, generator, load_data
 
 # extra `visualize` kinds contributed by model families: name -> (module, help)
 EXTRA_KINDS = {
-    "reconstructions": ("genlab.viz.latent", "AE/VAE: inputs above their reconstructions"),
-    "interpolation": ("genlab.viz.latent", "AE/VAE: decoded latent interpolation between test images"),
+    "reconstructions": ("genlab.viz.latent", "AE/VAE/HVAE: inputs above their reconstructions"),
+    "interpolation": ("genlab.viz.latent", "AE/VAE/HVAE: decoded latent interpolation between test images"),
     "latent-scatter": ("genlab.viz.latent", "AE/VAE/HVAE: latent means coloured by class (PCA when >2-D)"),
     "prior-samples": ("genlab.viz.latent", "VAE/HVAE: samples from the prior"),
     "kl-per-dim": ("genlab.viz.latent", "VAE/HVAE: KL per latent dimension (posterior collapse)"),
-    "kl-sweep": ("genlab.viz.latent", "VAE: train at several KL weights (or compare --checkpoints a,b)"),
+    "kl-sweep": ("genlab.viz.latent", "VAE: train at several KL weights (or compare vae/hvae --checkpoints a,b)"),
     "hvae-layers": ("genlab.viz.latent", "HVAE: the z2-fixed grid (z2 per row, z1 resampled)"),
     "class-grid": ("genlab.viz.samplers", "conditional diffusion: one row of samples per class"),
     "guidance-sweep": ("genlab.viz.samplers", "conditional diffusion: samples at several guidance scales"),

@@ -54,6 +54,10 @@ class Classifier(GenerativeModel):
                               f"got num_classes={cfg.num_classes}")
         if not 0.0 <= cfg.label_smoothing < 1.0:
             raise GenlabError(f"--label-smoothing must be in [0, 1), got {cfg.label_smoothing}")
+        if not 0.0 <= cfg.dropout < 1.0:
+            raise GenlabError(f"--dropout must be in [0, 1), got {cfg.dropout}")
+        if not (cfg.width >= 1 and cfg.feature_dim >= 1):
+            raise GenlabError(f"--width and --feature-dim must be >= 1, got {cfg.width} and {cfg.feature_dim}")
         self.net = CNNClassifier(cfg.channels, cfg.num_classes, cfg.image_size,
                                  cfg.width, cfg.feature_dim, cfg.dropout)
 
@@ -129,11 +133,12 @@ class Classifier(GenerativeModel):
         k = len(cm)
         names = data.classes if len(data.classes) == k else [str(i) for i in range(k)]
         fig, ax = plt.subplots(figsize=(1.0 + 0.55 * k, 1.0 + 0.5 * k))
-        ax.imshow(cm / cm.sum(axis=1, keepdims=True).clip(min=1), cmap="Blues", vmin=0, vmax=1)
+        frac = cm / cm.sum(axis=1, keepdims=True).clip(min=1)
+        ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
         for i in range(k):
-            for j in range(k):
+            for j in range(k):  # white text on dark cells only, so every count stays readable
                 ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if i == j else "black")
+                        color="white" if frac[i, j] > 0.5 else "black")
         ax.set_xticks(range(k), names, rotation=60, ha="right", fontsize=7)
         ax.set_yticks(range(k), names, fontsize=7)
         ax.set_xlabel("predicted")

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import GenlabError
-from ..nn.conv import ConvDecoder, ConvEncoder
+from ..nn.conv import ConvDecoder, ConvEncoder, check_widths
 from .base import register
 from .vae import (ImageLikelihood, LatentVariableModel, check_kl_options, gaussian_kl, gaussian_log_prob, randn,
                   reparameterize)
@@ -84,6 +84,7 @@ class HVAE(LatentVariableModel):
         if cfg.z1_dim < 1 or cfg.z2_dim < 1:
             raise GenlabError(f"--z1-dim and --z2-dim must be >= 1, got {cfg.z1_dim} and {cfg.z2_dim}")
         check_kl_options(cfg)
+        check_widths(top_hidden=cfg.top_hidden)
         self.encoder = ConvEncoder(cfg.channels, cfg.image_size, cfg.hidden, cfg.width, cfg.hidden)
         self.q_z2 = nn.Linear(cfg.hidden, 2 * cfg.z2_dim)
         self.q_z1 = GaussianMLP(cfg.hidden + cfg.z2_dim, cfg.top_hidden, cfg.z1_dim)

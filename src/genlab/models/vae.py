@@ -132,6 +132,12 @@ def vae_loss(recon_logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, log_
         KL             = KL(q(z|x) || N(0, I)) summed over latent dims
         loss           = reconstruction + kl_weight * KL   (kl_weight = 1: the negative ELBO)
     """
+    if mu.ndim != 2 or mu.shape != log_var.shape:
+        raise GenlabError(f"mu and log_var must both be (N, D), got {tuple(mu.shape)} and {tuple(log_var.shape)}")
+    if not (math.isfinite(kl_weight) and kl_weight >= 0):
+        raise GenlabError(f"kl_weight must be a finite number >= 0, got {kl_weight}")
+    if x.min() < 0 or x.max() > 1:
+        raise GenlabError("vae_loss takes targets in [0, 1]; genlab images are in [-1, 1], pass (x + 1) / 2")
     recon = -bernoulli_log_likelihood(recon_logits, x).mean()
     kl = gaussian_kl(mu, log_var).sum(1).mean()
     return recon + kl_weight * kl, recon, kl
@@ -210,8 +216,8 @@ class VAEConfig:
 
 
 def check_kl_options(cfg) -> None:
-    if cfg.kl_weight < 0:
-        raise GenlabError(f"--kl-weight must be >= 0, got {cfg.kl_weight}")
+    if not (math.isfinite(cfg.kl_weight) and cfg.kl_weight >= 0):
+        raise GenlabError(f"--kl-weight must be a finite number >= 0 (1 = the true ELBO), got {cfg.kl_weight}")
     if cfg.kl_warmup_steps < 0:
         raise GenlabError(f"--kl-warmup-steps must be >= 0, got {cfg.kl_warmup_steps}")
     if cfg.iwae_k < 1:

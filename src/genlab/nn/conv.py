@@ -26,6 +26,13 @@ from torch import nn
 from ..errors import GenlabError
 
 
+def check_widths(**widths: int) -> None:
+    """Layer widths (--width, --hidden, ...) must be >= 1: a zero-width layer crashes or cuts x off from z."""
+    bad = {k: v for k, v in widths.items() if not v >= 1}
+    if bad:
+        raise GenlabError(", ".join(f"--{k.replace('_', '-')} must be >= 1, got {v}" for k, v in bad.items()))
+
+
 def check_image_geometry(channels: int, image_size: int) -> None:
     """Reject shapes the conv nets cannot handle, with a message saying why."""
     if channels not in (1, 3):
@@ -41,6 +48,7 @@ class ConvEncoder(nn.Module):
     def __init__(self, channels: int, image_size: int, out_dim: int, width: int = 32, hidden: int = 256):
         super().__init__()
         check_image_geometry(channels, image_size)
+        check_widths(width=width, hidden=hidden)
         self.channels, self.image_size = channels, image_size
         s4 = image_size // 4
         self.down1 = nn.Conv2d(channels, width, 4, stride=2, padding=1)

@@ -215,7 +215,10 @@ def train(model, data: TensorDataset, cfg: TrainConfig | None = None, out_dir: s
     log = LossLog(out / "loss.csv" if (out is not None and main) else None, step if resume else 0)
     run_meta = {"train": asdict(cfg), "data": data_meta(data), **(meta or {})}
     if out is not None and main:
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # --out names a file, or a folder that cannot be made
+            raise GenlabError(f"cannot create the run folder {out} ({e.strerror}); pass --out FOLDER") from e
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     start_time, first_step = time.time(), step
     acc_loss = torch.zeros((), device=device)
@@ -235,7 +238,9 @@ def train(model, data: TensorDataset, cfg: TrainConfig | None = None, out_dir: s
         values = dist.all_reduce_mean(torch.stack([acc_loss, *acc_logs.values()]) / acc_n).tolist()  # one sync
         loss_value, extra = values[0], dict(zip(acc_logs, values[1:]))
         if not math.isfinite(loss_value):
-            where = f"; the last good checkpoint in {out} is kept" if out is not None else ""
+            saved = out is not None and (out / "model.safetensors").exists()
+            where = (f"; the last good checkpoint in {out} is kept" if saved
+                     else "; no checkpoint was written yet" if out is not None else "")
             ep = epoch + (batch_in_epoch > 0)  # at an epoch's end `epoch` already counts it
             raise GenlabError(f"the loss became {loss_value} at step {step} (epoch {ep}){where}. "
                               "Try a lower --lr, --grad-clip 1.0 or --precision fp32")

@@ -10,6 +10,7 @@ pyplot's global state is never touched.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -109,7 +110,13 @@ def save_latent_scatter(z: torch.Tensor, labels: torch.Tensor | None, path, clas
                         title: str = "latent codes") -> Path:
     """Scatter of 2-D codes (or their PCA projection when D > 2), coloured by class."""
     z = z.detach().cpu()
-    pts, frac = pca_2d(z) if z.shape[1] != 2 else (z.float(), None)
+    one_d = z.shape[1] == 1
+    if one_d:  # a 1-D code: z along x, the class (jittered) along y; there is no second axis to project on
+        ys = labels.cpu().float() if labels is not None and labels.numel() else torch.zeros(len(z))
+        jitter = torch.rand(len(z), generator=torch.Generator().manual_seed(0)) - 0.5
+        pts, frac = torch.stack([z[:, 0].float(), ys + 0.6 * jitter], 1), None
+    else:
+        pts, frac = pca_2d(z) if z.shape[1] != 2 else (z.float(), None)
     fig = _figure(figsize=(6, 5))
     ax = fig.add_subplot()
     cmap = matplotlib.colormaps["tab10"]
@@ -122,7 +129,9 @@ def save_latent_scatter(z: torch.Tensor, labels: torch.Tensor | None, path, clas
             name = class_names[c] if class_names and c < len(class_names) else str(c)
             ax.scatter(pts[m, 0], pts[m, -1], s=4, alpha=0.6, color=cmap(c % 10), label=name)
         ax.legend(markerscale=3, fontsize=7, loc="best")
-    if frac is None:
+    if one_d:
+        ax.set_xlabel("z[0]"), ax.set_ylabel("class (jittered)")
+    elif frac is None:
         ax.set_xlabel("z[0]"), ax.set_ylabel("z[1]")
     else:
         ax.set_xlabel(f"PC1 ({100 * frac[0]:.0f}% var)"), ax.set_ylabel(f"PC2 ({100 * frac[-1]:.0f}% var)")
@@ -168,7 +177,8 @@ def save_kl_sweep(models: list, data, path, n: int = 8, n_eval: int = 512, gener
         x_m = m.observe(x.to(m.device)).float()
         g = torch.Generator(device=m.device).manual_seed(generator_seed)
         with eval_mode(m):
-            rows.append((m.cfg.kl_weight, m.reconstruct(x_m).cpu(), m.sample(n, generator=g).cpu()))
+            rows.append((f"{getattr(m, 'run_name', m.family)}, KL weight {m.cfg.kl_weight:g}",
+                         m.reconstruct(x_m).cpu(), m.sample(n, generator=g).cpu()))
         e = negative_elbo(m, data, n=n_eval)
         recon = -next(v for k, v in e.items() if k.startswith("log_px"))
         stats.append((m.cfg.kl_weight, recon, e["neg_elbo_nats"] - recon))
@@ -177,11 +187,11 @@ def save_kl_sweep(models: list, data, path, n: int = 8, n_eval: int = 512, gener
     ax = fig.add_subplot(gs[0, 0])
     ax.imshow(make_grid(models[0].observe(x).float().cpu(), nrow=n)), ax.set_axis_off()
     ax.set_title("test inputs", fontsize=9)
-    for i, (beta, rec, smp) in enumerate(rows):
+    for i, (label, rec, smp) in enumerate(rows):
         for j, (imgs, what) in enumerate(((rec, "reconstructions"), (smp, "prior samples"))):
             ax = fig.add_subplot(gs[i + 1, j])
             ax.imshow(make_grid(imgs, nrow=n)), ax.set_axis_off()
-            ax.set_title(f"KL weight {beta:g}: {what}", fontsize=9)
+            ax.set_title(f"{label}: {what}", fontsize=9)
     ax = fig.add_subplot(gs[-1, :])
     betas = [s[0] for s in stats]
     ax.plot(betas, [s[1] for s in stats], "o-", label="reconstruction -E[log p(x|z)]")
@@ -230,7 +240,8 @@ def visualize(kind: str, model, data, path, generator=None) -> Path:
     if kind == "prior-samples":
         return save_prior_samples(model, path, generator=generator)
     if kind == "kl-per-dim":
-        return save_kl_per_dim(latent_diagnostics(model, data, n=1000)[1], path)
+        seed = generator.initial_seed() if generator is not None else 0  # z2 is sampled for the HVAE's z1 KL
+        return save_kl_per_dim(latent_diagnostics(model, data, n=1000, seed=seed)[1], path)
     return save_hvae_z2_fixed(model, path, generator=generator)
 
 
@@ -303,15 +314,29 @@ def _test_data_for(args, config: dict):
         return load_data(args, name, "train", **same)
 
 
+def _check_picture_path(path: Path, flag: str) -> Path:
+    """A writable .png/.jpg file path, checked before any work (else one line saying how to fix it)."""
+    if path.is_dir():
+        raise GenlabError(f"{flag} {path} is a folder; pass a file name, e.g. {path / 'picture.png'}")
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise GenlabError(f"{flag} {path}: pictures are saved as .png or .jpg; pass e.g. {path.with_suffix('.png')}")
+    for parent in path.parents:  # a file where a folder must go ("--out notes.txt/x.png")
+        if parent.exists():
+            if not parent.is_dir():
+                raise GenlabError(f"{flag} {path}: {parent} is a file, not a folder; pass another path")
+            break
+    return path
+
+
 def _run_checkpoint_kind(args) -> int:
-    from ..cli.common import generator
+    from ..cli.common import generator, output_path
     from ..train.checkpoint import sampling_model
     from ..train.device import pick_device
 
     families, kind, default_file = _CHECKPOINT_KINDS[args.latent_kind]
+    out = _check_picture_path(output_path(args.out, args.checkpoint, default_file), "--out")
     model, config = sampling_model(args.checkpoint, pick_device(args.device), family=families)
     data = _test_data_for(args, config)
-    out = Path(args.out or Path(args.checkpoint) / default_file)
     print(f"wrote {visualize(kind, model, data, out, generator=generator(args.seed))}")
     return 0
 
@@ -321,8 +346,8 @@ def _floats(text: str) -> list[float]:
         vals = [float(v) for v in text.split(",") if v.strip()]
     except ValueError as e:
         raise GenlabError(f"--kl-weights expects comma-separated numbers, got '{text}'") from e
-    if not vals or any(v < 0 for v in vals):
-        raise GenlabError(f"--kl-weights needs one or more weights >= 0, got '{text}'")
+    if not vals or any(not (math.isfinite(v) and v >= 0) for v in vals):
+        raise GenlabError(f"--kl-weights needs one or more finite weights >= 0, got '{text}'")
     return vals
 
 
@@ -335,11 +360,17 @@ def _run_kl_sweep(args) -> int:
 
     device = pick_device(args.device)
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise GenlabError(f"--out {out} is a file; kl-sweep writes a folder (runs and kl_sweep.png): pass --out FOLDER")
     models = []
     if args.checkpoints:
         config = None
-        for run in [c for c in args.checkpoints.split(",") if c.strip()]:
+        runs = [c for c in args.checkpoints.split(",") if c.strip()]
+        if not runs:
+            raise GenlabError(f"--checkpoints expects comma-separated run folders, got '{args.checkpoints}'")
+        for run in runs:
             model, config = sampling_model(run.strip(), device, family=("vae", "hvae"))
+            model.run_name = Path(run.strip()).name
             models.append(model)
         test = _test_data_for(args, config)
     else:
