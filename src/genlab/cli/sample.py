@@ -64,6 +64,15 @@ def num_steps(model, kw) -> int:
 
 def check_shape(model, args) -> None:
     cfg = model.cfg
+    if model.family == "discrete":  # image tokens: grid (C, H, W); words: no image at all
+        grid = tuple(cfg.grid)
+        for name, have in (("image_size", grid[-1] if grid else None), ("channels", grid[0] if grid else None)):
+            want = getattr(args, name, None)
+            if want is not None and want != have:
+                made = f"{grid[0]}x{grid[1]}x{grid[2]} image tokens" if grid else "words, not images"
+                raise GenlabError(f"--{name.replace('_', '-')} {want} does not match the checkpoint, whose model "
+                                  f"makes {made}")
+        return
     for name in ("image_size", "channels"):
         want = getattr(args, name, None)
         have = getattr(cfg, name, None)
@@ -98,6 +107,11 @@ def run(args) -> int:
             tokens, fixed = model.pattern_to_tokens(args.pattern)
             kw["fixed"] = tokens.expand(args.num_images, -1).to(model.device)
             kw["fixed_mask"] = fixed.expand(args.num_images, -1).to(model.device)
+            kw["letters_only"] = model.pattern_letters(args.pattern).expand(args.num_images, -1)
+        if args.show_intermediate or args.gif:
+            raise GenlabError("--show-intermediate/--gif are for Gaussian diffusion; for a discrete checkpoint run "
+                              f"`genlab visualize discrete-reverse --checkpoint {args.checkpoint}` (the reverse "
+                              "process step by step, with a GIF for image tokens)")
     elif args.temperature is not None or args.pattern is not None:
         raise GenlabError("--temperature and --pattern apply to discrete diffusion checkpoints only")
     elif model.family in GAUSSIAN:

@@ -74,7 +74,12 @@ class LinearSchedule(Schedule):
 
 
 class CosineSchedule(Schedule):
-    """a(u) = cos(pi u / 2): little corruption early, most near the end (MaskGIT's cosine)."""
+    """a(u) = cos(pi u / 2): little corruption early, most near the end.
+
+    Not MaskGIT's cosine: MaskGIT keeps a fraction cos(pi r / 2) masked after
+    sampling progress r, i.e. a(u) = 1 - sin(pi u / 2); with this schedule the
+    maskgit sampler instead reveals most tokens in its first steps.
+    """
 
     name = "cosine"
 
@@ -250,8 +255,8 @@ class DiscreteProcess:
 
     def x0_probs(self, logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         """Softmax over the D data tokens, padded with zeros to all K states (mask, BOS never predicted)."""
-        if temperature <= 0:
-            raise GenlabError(f"temperature must be positive, got {temperature}")
+        if not 0 < temperature < math.inf:  # also NaN and inf
+            raise GenlabError(f"temperature must be positive (and finite), got {temperature}")
         p = torch.softmax(logits.float() / temperature, dim=-1)
         return F.pad(p, (0, self.K - self.D))
 

@@ -114,8 +114,12 @@ class DiscreteDiffusion(GenerativeModel):
                               f"is {cfg.seq_len}")
         if cfg.conditional and cfg.num_classes < 2:
             raise GenlabError("a conditional discrete model needs a dataset with class labels")
-        if cfg.temperature <= 0:
-            raise GenlabError(f"temperature must be positive, got {cfg.temperature}")
+        if not 0 < cfg.temperature < math.inf:  # also NaN and inf
+            raise GenlabError(f"temperature must be positive (and finite), got {cfg.temperature}")
+        if cfg.sample_steps < 0:
+            raise GenlabError(f"sample_steps must be >= 0 (0: the default), got {cfg.sample_steps}")
+        if not 0 <= cfg.label_dropout <= 1:
+            raise GenlabError(f"label_dropout is a probability in [0, 1], got {cfg.label_dropout}")
         T = cfg.num_steps or 1000  # the chain of the uniform process's bound (absorbing: continuous time)
         self.process = dd.DiscreteProcess(cfg.process, cfg.vocab_size, cfg.D, cfg.mask if cfg.process == "absorbing"
                                           else None, cfg.schedule, T)
@@ -149,6 +153,16 @@ class DiscreteDiffusion(GenerativeModel):
                               "(train with --conditional on a labelled dataset)")
         if int(y.min()) < 0 or int(y.max()) >= self.num_classes:
             raise GenlabError(f"class index out of range: this model knows classes 0..{self.num_classes - 1}")
+
+    def check_guidance(self, guidance: float) -> None:
+        """Classifier-free guidance needs a conditional model and a finite scale >= 0 (as DiffusionModel)."""
+        if guidance == 1.0:
+            return
+        if not self.num_classes:
+            raise GenlabError("--guidance needs a class-conditional checkpoint (train with --conditional); "
+                              "this one is unconditional")
+        if not 0 <= guidance < math.inf:  # also NaN / inf
+            raise GenlabError(f"--guidance must be a number >= 0 (0: unconditional, 1: conditional), got {guidance}")
 
     def denoiser(self, guidance: float = 1.0):
         """The network as a function (x_t, u, y) -> logits over the data tokens, with
@@ -217,11 +231,12 @@ class DiscreteDiffusion(GenerativeModel):
     def sample_tokens(self, n: int, generator: torch.Generator | None = None, y=None, sampler: str | None = None,
                       steps: int | None = None, temperature: float | None = None, guidance: float = 1.0,
                       fixed: torch.Tensor | None = None, fixed_mask: torch.Tensor | None = None,
-                      trajectory: bool = False, batch_size: int = 1000):
+                      trajectory: bool = False, batch_size: int = 1000, letters_only: torch.Tensor | None = None):
         """n token sequences (N, seq_len) from `sampler` (ancestral | maskgit) with `steps` network calls.
 
         y: class labels (conditional models); fixed/fixed_mask (N, L): infilling, tokens
-        where fixed_mask is True are kept. trajectory: also return the list of x per step.
+        where fixed_mask is True are kept; letters_only (N, L) bool: positions that may not
+        become padding (id 0), the '_' of a pattern. trajectory: also return the list of x per step.
         """
         sampler = sampler or self.cfg.sampler
         if sampler not in SAMPLERS:
@@ -230,12 +245,18 @@ class DiscreteDiffusion(GenerativeModel):
             raise GenlabError(f"number of samples must be at least 1, got {n}")
         steps = steps or self.cfg.sample_steps or (min(64, self.cfg.seq_len) if self.is_image else self.cfg.seq_len)
         temperature = self.cfg.temperature if temperature is None else temperature
+        if not 0 < temperature < math.inf:  # also NaN and inf: fail before any network call
+            raise GenlabError(f"temperature must be positive (and finite), got {temperature}")
+        self.check_guidance(guidance)
         y = self._labels(n, y)
         fn = dd.p_sample_loop if sampler == "ancestral" else dd.maskgit_sample
         outs, trajs = [], []
         for i in range(0, n, batch_size):
             j = min(n, i + batch_size)
-            out = fn(self.process, self.denoiser(guidance), j - i, self.cfg.seq_len, steps=steps,
+            den = self.denoiser(guidance)
+            if letters_only is not None:
+                den = _no_padding_at(den, letters_only[i:j].to(self.device).bool())
+            out = fn(self.process, den, j - i, self.cfg.seq_len, steps=steps,
                      y=None if y is None else y[i:j], temperature=temperature, device=self.device,
                      generator=generator, fixed=None if fixed is None else fixed[i:j],
                      fixed_mask=None if fixed_mask is None else fixed_mask[i:j], trajectory=trajectory)
@@ -306,11 +327,16 @@ class DiscreteDiffusion(GenerativeModel):
         pattern ends (the padding is fixed too) unless the pattern ends with '*', which
         leaves every later position free. "c__t" -> four-letter words c?? t.
         """
+        if self.is_image:
+            raise GenlabError("--pattern infills words, and this checkpoint generates image tokens; "
+                              "sample it without --pattern")
         self._need_text()
         pattern = pattern.replace(" ", "").lower()
         open_end = pattern.endswith("*")
         body = pattern[:-1] if open_end else pattern
         L = self.cfg.seq_len
+        if not body and not open_end:
+            raise GenlabError("the pattern is empty; give letters and '_' (e.g. c__t), or '*' for any word")
         if len(body) > L:
             raise GenlabError(f"pattern {pattern!r} is longer than the model's seq_len {L}")
         bad = sorted(set(body) - set(self.cfg.alphabet) - {"_"})
@@ -327,12 +353,20 @@ class DiscreteDiffusion(GenerativeModel):
             fixed[len(body):] = True  # padding after the pattern: the word has exactly this length
         return tokens, fixed
 
+    def pattern_letters(self, pattern: str) -> torch.Tensor:
+        """(L,) bool: the '_' positions of a pattern, which must become letters (never padding)."""
+        body = pattern.replace(" ", "").rstrip("*")
+        where = torch.zeros(self.cfg.seq_len, dtype=torch.bool)
+        where[: len(body)] = torch.tensor([c == "_" for c in body], dtype=torch.bool)
+        return where
+
     @torch.no_grad()
     def infill(self, pattern: str, n: int = 8, generator: torch.Generator | None = None, **kwargs) -> list[str]:
         """Complete an infilling pattern ("c__t", "pre*") n times; returns display strings."""
         tokens, fixed = self.pattern_to_tokens(pattern)
         x = self.sample_tokens(n, generator, fixed=tokens.expand(n, -1).to(self.device),
-                               fixed_mask=fixed.expand(n, -1).to(self.device), **kwargs)
+                               fixed_mask=fixed.expand(n, -1).to(self.device),
+                               letters_only=self.pattern_letters(pattern).expand(n, -1), **kwargs)
         words, shown = self._text_and_show(x)
         return [w if w is not None else s for w, s in zip(words, shown)]
 
@@ -435,7 +469,7 @@ class DiscreteDiffusion(GenerativeModel):
                 paths += vd.reverse_panel(self, out / f"reverse_process_{sampler}", sampler, self.cfg.seq_len, 6, g)
             paths += self.render_samples(self.sample_tokens(64, g), out)
             infill = [f"{p:<8} -> " + ", ".join(self.infill(p, 8, g))
-                      for p in ("c__t", "s___e", "___ing", "pre*", "q*")]
+                      for p in ("c__t", "s___e", "___ing", "pre*", "q*") if len(p.rstrip("*")) <= self.cfg.seq_len]
             paths += _write_text("\n".join(infill), out / "infill.txt")
             from ..data.words import load_words, word_sets
 
@@ -471,7 +505,7 @@ def render_samples(model: DiscreteDiffusion, samples: torch.Tensor, out_dir: str
         images = samples if samples.dtype.is_floating_point else model.tokens_to_images(samples, show_masks=True)
         return [save_grid(images, out / f"{name}.png")]
     words, shown = model._text_and_show(samples)
-    return _write_text("\n".join(w if w is not None else f"{s}  (not a word)" for w, s in zip(words, shown)),
+    return _write_text("\n".join(w if w is not None else f"{s}  (malformed)" for w, s in zip(words, shown)),
                        out / f"{name}.txt")
 
 
@@ -485,6 +519,17 @@ def _write_csv(rows: list[dict], path: Path) -> list[Path]:
     path.write_text("\n".join([",".join(keys)] + [",".join(f"{r[k]:.4f}" if isinstance(r[k], float) else str(r[k])
                                                             for k in keys) for r in rows]) + "\n")
     return [path]
+
+
+def _no_padding_at(denoise, where: torch.Tensor):
+    """A denoiser whose prediction puts no mass on padding (id 0) where `where` (N, L) is True."""
+
+    def fn(x, u, y=None):
+        logits = denoise(x, u, y)
+        return logits.masked_fill(where[..., None] & (torch.arange(logits.shape[-1], device=logits.device) == 0),
+                                  float("-inf"))
+
+    return fn
 
 
 def _stratified_steps(n: int, T: int, generator) -> torch.Tensor:

@@ -144,12 +144,21 @@ def plot_quality_vs_steps(rows: list[dict], path: str | Path, keys=("memorised",
     return save_figure(fig, path, dpi=120)
 
 
+def _out_folder(out: str | Path) -> Path:
+    """`out` as a Path whose folder exists (GenlabError, not a traceback, when it cannot be made)."""
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise GenlabError(f"cannot create the output folder {out.parent} ({e.strerror}); pass another --out") from e
+    return out
+
+
 def forward_panel(process: DiscreteProcess, view: TokenView, x0: torch.Tensor, out: str | Path,
                   times=(0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0), generator: torch.Generator | None = None) -> list[Path]:
     """The forward process of one sequence x0 (L,): `out`.txt (probability table per time) and
     `out`.png (the table as a picture for text; a strip of corrupted images for image tokens)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = _out_folder(out)
     x0 = x0.reshape(1, -1).cpu()
     if not view.is_image:
         text = forward_table(process, x0, list(times), view.show, view.name, generator)
@@ -181,8 +190,7 @@ def reverse_panel(model, out: str | Path, sampler: str | None = None, steps: int
                   generator: torch.Generator | None = None, **sample_kwargs) -> list[Path]:
     """The reverse process of n samples from a trained DiscreteDiffusion: `out`.txt/.png
     (one line per step, text) or `out`.png/.gif (image tokens, masks red)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = _out_folder(out)
     view = TokenView.of(model.cfg)
     sampler = sampler or model.cfg.sampler
     _, traj = model.sample_tokens(n, generator, sampler=sampler, steps=steps, trajectory=True, **sample_kwargs)
@@ -205,7 +213,7 @@ def reverse_panel(model, out: str | Path, sampler: str | None = None, steps: int
 
 def add_visualize_parser(kinds, name: str, help_text: str) -> None:
     """`genlab visualize discrete-forward` (no model needed) and `discrete-reverse` (a checkpoint)."""
-    from ..cli.common import add_data_flags
+    from ..cli.common import add_data_flags, positive
 
     p = kinds.add_parser(name, help=help_text)
     p.add_argument("--seed", type=int, default=0)
@@ -223,7 +231,7 @@ def add_visualize_parser(kinds, name: str, help_text: str) -> None:
     elif name == "discrete-reverse":
         p.add_argument("--checkpoint", required=True, help="run folder written by `genlab train discrete`")
         p.add_argument("--sampler", default=None, help="ancestral | maskgit (default: the model's)")
-        p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+        p.add_argument("--steps", type=positive(), default=None, help="sampling steps (default: the model's)")
         p.add_argument("--num", type=int, default=6, help="sequences to show")
         p.add_argument("--class", dest="label", type=int, default=None, help="class to generate (conditional models)")
         p.add_argument("--pattern", default=None, help="words: infill a pattern such as c__t or pre*")
@@ -294,7 +302,8 @@ def _run_reverse(args) -> int:
     if args.pattern:
         tokens, fixed = model.pattern_to_tokens(args.pattern)
         kw.update(fixed=tokens.expand(args.num, -1).to(model.device),
-                  fixed_mask=fixed.expand(args.num, -1).to(model.device))
+                  fixed_mask=fixed.expand(args.num, -1).to(model.device),
+                  letters_only=model.pattern_letters(args.pattern).expand(args.num, -1))
     out = args.out or Path(args.checkpoint) / "reverse_process"
     for p in reverse_panel(model, out, args.sampler, args.steps, args.num, generator(args.seed), **kw):
         print(f"wrote {p}")
