@@ -153,3 +153,13 @@ def test_full_disk_keeps_the_previous_checkpoint(run, trained, monkeypatch):
     monkeypatch.setattr(ckpt, "save_file", lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "denied")))
     with pytest.raises(GenlabError, match="could not write a checkpoint.*denied"):
         save_checkpoint(run, model)
+    # safetensors reports a full disk as its own error type, without an errno
+    from safetensors import SafetensorError
+
+    def no_space_safetensors(*args, **kwargs):
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, message: \"No space left on device\" })")
+
+    monkeypatch.setattr(ckpt, "save_file", no_space_safetensors)
+    with pytest.raises(GenlabError, match="the disk is full"):
+        save_checkpoint(run, model)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from genlab.data import load_dataset
@@ -128,6 +129,8 @@ def test_resume_after_max_steps_mid_epoch_is_identical(straight_run, tiny_data, 
     assert (run / "samples.png").exists() and (run / "model.safetensors").exists()
     _, _, _, state = load_checkpoint(run, with_state=True)
     assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (6, 1, 2)
+    spent = train(tiny_model(seed=1), tiny_data, tiny_cfg(max_steps=6), run, resume=True)
+    assert spent.stopped == "steps" and spent.steps == 6                 # a spent budget trains no extra step
     rest = train(tiny_model(seed=1), tiny_data, tiny_cfg(), run, resume=True)
     assert rest.steps == 16
     _assert_same_weights(rest.model, straight_run.model)
@@ -160,6 +163,27 @@ def test_nan_loss_stops_with_last_good_checkpoint(toy_family, tiny_data, tmp_pat
     assert torch.isfinite(loaded.w).all() and torch.isfinite(ema.w).all() and loaded.w.abs().sum() > 0
     assert not list(run.glob(".*.tmp"))
     assert all(math.isfinite(float(r["loss"])) for r in _rows(run))
+
+
+def test_inf_weights_are_not_saved_over_a_good_checkpoint(toy_family, tiny_data, tmp_path):
+    """The loss stays finite but a weight breaks: the checkpoint of epoch 1 must survive."""
+
+    class BreaksAWeight(Toy):
+        def __init__(self, cfg):
+            super().__init__(cfg)
+            self.spare = nn.Parameter(torch.zeros(1))  # not in the loss, so the loss never sees it
+
+        def loss(self, batch):
+            if int(self.calls) >= 5:
+                with torch.no_grad():
+                    self.spare.fill_(float("inf"))
+            return super().loss(batch)
+
+    run = tmp_path / "run"
+    with pytest.raises(GenlabError, match=r"weights became inf/NaN at step 8; not saving them"):
+        train(BreaksAWeight(ToyConfig()), tiny_data, tiny_cfg(epochs=3, sample_every=0), run)
+    assert torch.load(run / "state.pt", weights_only=False)["step"] == 4  # the end of epoch 1
+    assert all(torch.isfinite(v).all() for v in load_file(run / "model.safetensors").values())
 
 
 def test_ema_warmup_decay_formula():

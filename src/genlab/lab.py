@@ -236,10 +236,12 @@ class OutputLock:
         os.close(fd)
 
     def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._take()
         except FileExistsError:
+            if not self.path.parent.is_dir():
+                raise GenlabError(f"--out {self.path.parent} is a file; choose a folder") from None
             try:
                 pid = int(self.path.read_text().strip() or 0)
             except (OSError, ValueError):
@@ -249,6 +251,8 @@ class OutputLock:
                                   "to finish or choose another --out") from None
             self.path.unlink(missing_ok=True)
             self._take()
+        except OSError as e:
+            raise GenlabError(f"cannot write to --out {self.path.parent} ({e.strerror}); choose another --out") from None
         return self
 
     def __exit__(self, *exc):

@@ -7,6 +7,7 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -40,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except GenlabError as e:
         print(f"genlab: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the machine, not genlab: full disk, read-only folder, permissions
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        fix = "free some space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "check its permissions or pass another --out"
+        print(f"genlab: error: cannot write or read {e.filename or 'a file'}: {e.strerror}; {fix}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("genlab: interrupted", file=sys.stderr)

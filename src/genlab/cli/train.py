@@ -48,6 +48,9 @@ def run(args) -> int:
     file_cfg = load_config_file(args.config)
     args.out = args.out or file_cfg.pop("out", None)
     stored = read_config(args.out or f"runs/{args.family}-{args.dataset or cls.default_dataset}") if args.resume else {}
+    if stored and stored["family"] != args.family:
+        raise GenlabError(f"--resume: {args.out} holds a '{stored['family']}' run; continue it with "
+                          f"`genlab train {stored['family']} --out {args.out} --resume`")
     args.dataset = (args.dataset or file_cfg.pop("dataset", None) or stored.get("data", {}).get("name")
                     or cls.default_dataset)
     unknown = set(file_cfg) - set(args.model_fields) - set(args.train_fields)
@@ -57,7 +60,9 @@ def run(args) -> int:
     model_base, train_base = {}, dict(cls.train_defaults)
     if args.resume:
         # a resumed run keeps its stored options; flags given now override the training ones
-        model_base, train_base = stored["model"], {**train_base, **stored.get("train", {})}
+        known = {f.name for f in dataclasses.fields(TrainConfig)}  # a run of another genlab version may have more
+        model_base = stored["model"]
+        train_base = {**train_base, **{k: v for k, v in stored.get("train", {}).items() if k in known}}
         if args.dataset == stored.get("data", {}).get("name"):
             resume_data_flags(args, stored)
     train_cfg = TrainConfig(**merge(TrainConfig, args.train_fields, args, file_cfg, train_base))

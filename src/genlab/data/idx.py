@@ -95,7 +95,10 @@ FASHION_MNIST = IdxDataset(
 
 def read_idx(path: Path, payload_sha256: str | None = None) -> np.ndarray:
     """The array in an IDX file (.gz or plain), checked against its payload SHA-256."""
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read {path} ({e.strerror}); check its permissions, or {FIX_HINT}") from None
     if path.suffix == ".gz":
         try:
             raw = gzip.decompress(raw)

@@ -12,9 +12,11 @@ checkpoint intact.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -48,15 +50,31 @@ def save_checkpoint(out_dir: str | Path, model, ema_model=None, state: dict | No
     try:
         for name, write in files.items():
             write(tmp[name])
-    except OSError as e:
+    except (OSError, RuntimeError, SafetensorError) as e:  # torch.save and safetensors report I/O errors without errno
         for p in tmp.values():
-            p.unlink(missing_ok=True)
-        why = "the disk is full" if e.errno == errno.ENOSPC else str(e)
+            with contextlib.suppress(OSError):  # a read-only folder refuses even this
+                p.unlink(missing_ok=True)
+        if _disk_full(e, out):
+            why, fix = "the disk is full", "free some space"
+        else:
+            why, fix = str(e), "make the folder writable (or fix the error above)"
         raise GenlabError(f"could not write a checkpoint to {out}: {why}. The previous checkpoint there is "
-                          "intact; free some space and continue with --resume") from e
+                          f"intact; {fix} and continue with --resume") from e
     for name, p in tmp.items():
         os.replace(p, out / name)
     return out
+
+
+def _disk_full(e: BaseException | None, folder: Path) -> bool:
+    """ENOSPC / EDQUOT anywhere in the exception chain, or (torch.save gives only 'unexpected pos') no space left."""
+    while e is not None:
+        if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(e):
+            return True
+        e = e.__context__
+    try:
+        return shutil.disk_usage(folder).free < (1 << 20)
+    except OSError:
+        return False
 
 
 def read_config(path: str | Path) -> dict:
@@ -71,7 +89,11 @@ def read_config(path: str | Path) -> dict:
     try:
         config = json.loads(cfg_file.read_text())
         config["family"], config["model"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        if not isinstance(config["model"], dict):
+            raise TypeError("'model' is not a JSON object")
+    except OSError as e:
+        raise CheckpointError(f"cannot read {cfg_file} ({e.strerror}); check its permissions") from e
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
         raise CheckpointError(f"{cfg_file} is corrupt ({e}); re-train or restore it from a backup") from e
     return config
 
@@ -109,7 +131,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", family
     if not (run / WEIGHTS).exists():
         raise CheckpointError(f"{run} has no {WEIGHTS}: the run never saved weights (was it interrupted "
                               "before its first checkpoint?)")
-    model = build_model(config["family"], config["model"])
+    try:
+        model = build_model(config["family"], config["model"])
+    except (TypeError, ValueError, AttributeError) as e:  # GenlabError (unknown option, ...) passes through
+        raise CheckpointError(f"{run / CONFIG} holds model options that build no model ({e}); it was edited "
+                              "by hand — restore it or re-train") from e
     _load_weights(model, run / WEIGHTS)
     ema = None
     if (run / EMA_WEIGHTS).exists():
@@ -120,6 +146,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", family
     if with_state and (run / STATE).exists():
         try:
             state = torch.load(run / STATE, map_location="cpu", weights_only=False)
+        except PermissionError as e:
+            raise CheckpointError(f"cannot read {run / STATE} ({e.strerror}); check its permissions "
+                                  "(the file itself may be fine: do not delete it)") from e
         except Exception as e:  # pickle/zip errors come in many types
             raise CheckpointError(f"{run / STATE} is corrupt ({e}); delete it to restart training from "
                                   "the saved weights, or re-train") from e

@@ -215,10 +215,13 @@ def train(model, data: TensorDataset, cfg: TrainConfig | None = None, out_dir: s
     log = LossLog(out / "loss.csv" if (out is not None and main) else None, step if resume else 0)
     run_meta = {"train": asdict(cfg), "data": data_meta(data), **(meta or {})}
     if out is not None and main:
-        try:
+        try:  # fail now, not after an epoch of training, when the run folder cannot be written
             out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:  # --out names a file, or a folder that cannot be made
-            raise GenlabError(f"cannot create the run folder {out} ({e.strerror}); pass --out FOLDER") from e
+            probe = out / ".write-test.tmp"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:  # --out names a file, or a folder that cannot be made or written (read-only)
+            raise GenlabError(f"cannot write the run folder {out} ({e.strerror}); pass --out FOLDER") from e
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     start_time, first_step = time.time(), step
     acc_loss = torch.zeros((), device=device)
@@ -254,6 +257,9 @@ def train(model, data: TensorDataset, cfg: TrainConfig | None = None, out_dir: s
         flush_log()
         if out is None:
             return
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            raise GenlabError(f"the weights became inf/NaN at step {step}; not saving them over the checkpoint in "
+                              f"{out}. Try a lower --lr, --grad-clip 1.0 or --precision fp32")
         rngs = dist.all_gather_object(torch.get_rng_state())  # every rank's noise stream, for an exact resume
         if not main:
             return
@@ -277,6 +283,10 @@ def train(model, data: TensorDataset, cfg: TrainConfig | None = None, out_dir: s
             save_grid(imgs, out / name)
         model.train()
 
+    if resume and cfg.max_steps and step >= cfg.max_steps:  # a resumed run that had already used its budget
+        stopped = "steps"
+    elif resume and cfg.max_minutes and elapsed() >= 60 * cfg.max_minutes:
+        stopped = "time"
     interrupted = _InterruptFlag()
     model.train()
     try:
@@ -324,15 +334,22 @@ def train(model, data: TensorDataset, cfg: TrainConfig | None = None, out_dir: s
         checkpoint()
         if stopped != "interrupted":
             save_samples("samples.png")
+    except BaseException:
+        try:  # keep the rows logged so far, but never hide the error that stopped training
+            log.flush()
+        except Exception:
+            pass
+        raise
+    else:
+        log.flush()
     finally:
         interrupted.restore()
         bar.close()
-        log.flush()
     seconds = elapsed()
     if main and stopped != "done":
         why = {"time": f"time budget of {cfg.max_minutes:g} min reached",
                "steps": f"step budget of {cfg.max_steps} reached",
-               "interrupted": "interrupted (Ctrl-C)"}[stopped]
+               "interrupted": "interrupted (Ctrl-C / SIGTERM)"}[stopped]
         saved = "; checkpoint saved, continue with --resume" if out is not None else ""
         tqdm.write(f"stopped at step {step} (epoch {epoch + 1}): {why}{saved}")
     dist.barrier()
