@@ -146,8 +146,23 @@ def test_resume_guards(straight_run, tiny_data, tmp_path):
     with pytest.raises(GenlabError, match="nothing to resume"):
         train(tiny_model(), tiny_data, tiny_cfg(), tmp_path / "empty", resume=True)
     other = build_model("diffusion", dict(TINY, timesteps=20))
-    with pytest.raises(GenlabError, match="model options differ"):
+    with pytest.raises(GenlabError, match=r"model options differ from the run in .*: timesteps 10 \(now 20\)"):
         train(other, tiny_data, tiny_cfg(epochs=5), straight_run.out_dir, resume=True)
+
+
+def test_resume_survives_a_lost_ema_file_and_a_damaged_loss_log(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(tiny_model(), tiny_data, tiny_cfg(epochs=1), run)
+    (run / "ema.safetensors").unlink()
+    (run / "loss.csv").write_bytes(b"\xff\xfe not a csv\n1,2\n")
+    rest = train(tiny_model(seed=1), tiny_data, tiny_cfg(epochs=2), run, resume=True)
+    assert rest.steps == 8 and (run / "loss.csv.damaged").exists()
+    assert [int(r["step"]) for r in _rows(run)] == [6, 8]               # a new log from the resumed step on
+    # the EMA restarted from the resumed weights (not the fresh init): after 4 steps it is close to them
+    gap = max((e - m).abs().max().item() for e, m in zip(rest.ema.parameters(), rest.model.parameters()))
+    fresh = max((e - m).abs().max().item() for e, m in zip(tiny_model(seed=1).parameters(), rest.model.parameters()))
+    assert gap < 0.5 * fresh
+    assert "EMA restarts from the resumed weights" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("log_every", [1, 100])

@@ -30,7 +30,7 @@ from ..errors import GenlabError
 from ..viz.grid import save_grid
 from ..viz.plots import plot_loss
 from . import distributed as dist
-from .checkpoint import STATE, load_checkpoint, save_checkpoint
+from .checkpoint import EMA_WEIGHTS, STATE, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .device import autocast, pick_device, use_bf16, use_channels_last
 from .ema import EMA
@@ -125,8 +125,14 @@ class LossLog:
     def __init__(self, path: Path | None, resume_step: int):
         self.path, self.rows = path, []
         if path is not None and path.exists() and resume_step > 0:
-            with open(path) as f:  # drop rows written after the checkpoint we resume from
-                self.rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+            try:
+                with open(path) as f:  # drop rows written after the checkpoint we resume from
+                    self.rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+            except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError, csv.Error) as e:
+                # the log is a by-product: keep the damaged file aside and go on with a new one
+                path.replace(path.with_name(path.name + ".damaged"))
+                self.rows = []
+                tqdm.write(f"{path} is unreadable ({e}); kept as {path.name}.damaged, a new log starts here")
 
     def add(self, row: dict) -> None:
         self.rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
@@ -189,13 +195,19 @@ def train(model, data: TensorDataset, cfg: TrainConfig | None = None, out_dir: s
         if out is None or not (out / STATE).exists():
             raise GenlabError(f"nothing to resume in {out}: it has no {STATE} (start a new run without --resume)")
         saved, saved_ema, config, state = load_checkpoint(out, "cpu", with_state=True)
-        if json.loads(json.dumps(config["model"])) != json.loads(json.dumps(model.config_dict())):
-            raise GenlabError(f"--resume: the model options differ from the run in {out}; resume with the "
+        stored, now = json.loads(json.dumps(config["model"])), json.loads(json.dumps(model.config_dict()))
+        if stored != now:
+            diff = ", ".join(f"{k} {stored.get(k)} (now {now.get(k)})" for k in sorted(set(stored) | set(now))
+                             if stored.get(k) != now.get(k))
+            raise GenlabError(f"--resume: the model options differ from the run in {out}: {diff}; resume with the "
                               "same options (they are in its config.json)")
         model.load_state_dict(saved.state_dict())
         if ema is not None and saved_ema is not None:
             ema.model.load_state_dict(saved_ema.state_dict())
             ema.load_state_dict(state["ema"])
+        elif ema is not None:  # ema.safetensors lost: average from the resumed weights, not the fresh init
+            ema.model.load_state_dict(saved.state_dict())
+            tqdm.write(f"{out} has no {EMA_WEIGHTS}: the EMA restarts from the resumed weights")
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
