@@ -47,6 +47,10 @@ def test_point_metrics_on_known_cases():
     # energy distance between point masses at distance d: 2d
     assert energy_distance(torch.zeros(5, 2), torch.full((5, 2), 3.0)) == pytest.approx(2 * 18**0.5)
     assert chamfer(torch.zeros(1, 2), torch.tensor([[3.0, 4.0], [6.0, 8.0]])) == pytest.approx(0.5 * (5 + 7.5))
+    # the floor: same-distribution draws at the curves' n; the V-statistic's bias makes it larger at smaller n
+    pts = torch.randn(8000, 2, generator=g)
+    assert 0 < toy2d.energy_floor(pts, 1000) < toy2d.energy_floor(pts, 250)
+    assert toy2d.energy_floor(pts[:1500], 1000) is None                 # no held-out draw of that size
 
 
 def test_mlp_shapes():

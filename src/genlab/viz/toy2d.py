@@ -204,14 +204,21 @@ def toy_artifacts(model, data, out_dir: Path, generator: torch.Generator, n: int
     paths.append(points_gif(frames, out_dir / "reverse_process.gif", data=ref))
     nq = min(n, len(test) // 2, 500)
     rows = quality_vs_steps(model, test, n=nq)
-    # the floor at the curves' own n (the V-statistic's bias grows as 1/n: the n = 1000 floor is ~2x too
-    # low for n = 500), averaged over every disjoint draw the held-out points allow (one draw is noisy)
-    draws = [point_metrics(test[k * nq : (k + 1) * nq], test[:nq])["energy_distance"]
-             for k in range(1, len(test) // nq)]
-    floor_q = sum(draws) / len(draws) if draws else None
-    paths.append(quality_plot(rows, out_dir / "quality_vs_steps.png", floor_q,
+    paths.append(quality_plot(rows, out_dir / "quality_vs_steps.png", energy_floor(test, nq),
                               title=f"sample quality vs steps (T = {T})"))
     return paths
+
+
+def energy_floor(points: torch.Tensor, n: int) -> float | None:
+    """What a perfect model scores: the energy distance of held-out draws of n points to the first n.
+
+    At the curves' own n (the V-statistic's bias grows as 1/n), averaged over every disjoint draw
+    the points allow (one draw is noisy enough for a good model to land below it).
+    """
+    from ..models.toy_diffusion import energy_distance
+
+    draws = [energy_distance(points[k * n : (k + 1) * n], points[:n]) for k in range(1, len(points) // n)]
+    return sum(draws) / len(draws) if draws else None
 
 
 def t_sweep(train_data, test_data, Ts: list[int], train_cfg, model_options: dict | None = None,
@@ -296,7 +303,7 @@ def _run_checkpoint(args) -> int:
 
 
 def _run_t_sweep(args) -> int:
-    from ..models.toy_diffusion import ToyDiffusion, energy_distance
+    from ..models.toy_diffusion import ToyDiffusion
     from ..train import TrainConfig
 
     try:
@@ -311,8 +318,7 @@ def _run_t_sweep(args) -> int:
                          "seed": args.seed, "progress": False, "device": "cpu"})
     out = Path(args.out)
     rows = t_sweep(train_data, test, Ts, cfg, {"schedule": args.schedule})
-    ref = test.x.float()
-    floor = energy_distance(ref[1000:2000], ref[:1000]) if len(ref) >= 2000 else None
+    floor = energy_floor(test.x.float(), 1000)  # t_sweep scores n = 1000 samples against test[:1000]
     for r in rows:
         print(f"T={r['steps']:5d}  energy distance {r['energy_distance']:.4f}  chamfer {r['chamfer']:.4f}")
     path = quality_plot(rows, out / "t_sweep.png", floor, xlabel="diffusion steps T (training and sampling)",
