@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from genlab.cli.main import main
 from genlab.data.base import TensorDataset
 from genlab.diffusion import discrete as dd
 from genlab.errors import GenlabError
@@ -355,7 +356,7 @@ def test_word_model_text_infill_and_render(words, tmp_path):
     assert paths[0].name == "samples.txt" and len(paths[0].read_text().splitlines()) == 5
 
 
-def test_word_model_trains_with_the_loop_and_saves_artifacts(words, tmp_path):
+def test_word_model_trains_with_the_loop_and_saves_artifacts(words, tmp_path, capsys):
     from genlab.train import TrainConfig, train as train_loop
     from genlab.train.checkpoint import load_checkpoint
 
@@ -379,6 +380,12 @@ def test_word_model_trains_with_the_loop_and_saves_artifacts(words, tmp_path):
     assert "q(x_u = MASK)" in table and "a(u) = 1.000" in table and "a(u) = 0.000" in table
     reverse = (tmp_path / "art" / "reverse_process_ancestral.txt").read_text().splitlines()
     assert reverse[1].endswith("_" * 10) and "_" not in reverse[-1]  # all masks -> none
+    # the CLI: options a word checkpoint cannot use are one clear line, not silently dropped
+    for argv, message in [(["eval", str(tmp_path / "run"), "--steps", "4"], "--steps: not for discrete checkpoints"),
+                          (["sample", "--checkpoint", str(tmp_path / "run"), "--image-size", "28"], "makes no images"),
+                          (["sample", "--checkpoint", str(tmp_path / "run"), "--gif"], "visualize discrete-reverse")]:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
 
 
 # --------------------------------------------------------------------------- image tokens
@@ -446,8 +453,6 @@ def test_config_checks():
 
 
 def test_visualize_forward_cli_writes_the_probability_table(tmp_path, capsys):
-    from genlab.cli.main import main
-
     out = tmp_path / "fw"
     assert main(["visualize", "discrete-forward", "--word", "cat", "--times", "0,0.5,1", "--process", "uniform",
                  "--out", str(out)]) == 0
@@ -457,3 +462,6 @@ def test_visualize_forward_cli_writes_the_probability_table(tmp_path, capsys):
     assert f"{0.5 + 0.5 / 27:.3f}" in text and f"{0.5 / 27:.3f}" in text
     assert main(["visualize", "discrete-forward", "--times", "0,2", "--out", str(out)]) != 0
     assert "--times must be numbers in [0, 1]" in capsys.readouterr().err
+    # a file where the output folder must go: one line, no traceback
+    assert main(["visualize", "discrete-forward", "--out", str(tmp_path / "fw.txt" / "x")]) == 2
+    assert "cannot create the output folder" in capsys.readouterr().err

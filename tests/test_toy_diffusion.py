@@ -139,6 +139,8 @@ def test_cli_end_to_end(tmp_path, capsys):
                                                          "channels": 1, "image_size": 28, "options": {}}})
     assert main(["sample", "--checkpoint", str(run), "--classifier", str(tmp_path / "clf")]) == 2
     assert "needs an image diffusion checkpoint" in capsys.readouterr().err
+    assert main(["sample", "--checkpoint", str(run), "--image-size", "28"]) == 2  # points, not images
+    assert "makes no images" in capsys.readouterr().err
     assert main(["train", "toy-diffusion", "--sampler", "euler", "--epochs", "1", "--out", str(tmp_path / "y")]) == 2
     assert "unknown sampler 'euler'" in capsys.readouterr().err
     assert not (tmp_path / "y").exists()                              # rejected before any training

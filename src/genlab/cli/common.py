@@ -79,11 +79,16 @@ def output_path(out: str | None, checkpoint: str, default: str, folder: bool = F
     """
     run = Path(checkpoint)
     path = Path(out) if out else (run.parent if run.is_file() else run) / default
-    if folder:
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise GenlabError(f"cannot create the output folder {path} ({e.strerror}); pass --out FOLDER") from e
+    return make_folder(path) if folder else path
+
+
+def make_folder(path: str | Path) -> Path:
+    """mkdir -p, with one line saying what to do when it cannot be made (a file in the way, no permission)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise GenlabError(f"cannot create the output folder {path} ({e.strerror}); pass another --out") from e
     return path
 
 

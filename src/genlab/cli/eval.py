@@ -76,16 +76,15 @@ def run(args) -> int:
     if args.metrics == "samples" and not (model.can_sample and makes_images):
         raise GenlabError(f"the {model.family} model does not generate images, so there are no FID-style sample "
                           "metrics; use --metrics model")
-    if model.family == "discrete" and any(v is not None for v in (args.sampler, args.steps, args.guidance)):
-        raise GenlabError("--sampler/--steps/--guidance do not apply to discrete checkpoints: their metrics sample "
-                          "with both samplers at 1, 2, 4, 8, 16 steps (words) or the model's defaults (FID)")
+    sampling = {k: v for k, v in {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance}.items()
+                if v is not None}
+    if sampling and not makes_images and not set(sampling) <= set(model.eval_options):
+        raise GenlabError(f"{', '.join('--' + k for k in sampling)}: not for {model.family} checkpoints, whose "
+                          "metrics fix how they sample")
     if args.metrics in ("all", "model") and hasattr(model, "evaluate") and dataset == trained_on:
         test = load_data(_data_args(args, config), dataset, "test")
-        # the toy model's own metrics are those of its samples, so the sampler options reach them
-        sampling = {k: v for k, v in {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance,
-                                      "seed": args.seed}.items() if v is not None}
-        extra = sampling if model.family == "toy-diffusion" else {"seed": args.seed} if model.family == "discrete" else {}
-        own = model.evaluate(test, n=min(args.n, len(test)), **extra)
+        own_kw = {k: v for k, v in {**sampling, "seed": args.seed}.items() if k in model.eval_options}
+        own = model.evaluate(test, n=min(args.n, len(test)), **own_kw)
         results.update(own)
         print(f"{model.family} on {dataset} (test split):")
         for k, v in own.items():
@@ -93,8 +92,7 @@ def run(args) -> int:
     if args.metrics in ("all", "samples") and model.can_sample and makes_images:
         from ..metrics.evaluate import evaluate_model, format_metrics
 
-        kw = {k: v for k, v in {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance}.items()
-              if v is not None}
+        kw = sampling
         if kw and model.family != "diffusion":
             raise GenlabError("--sampler/--steps/--guidance only apply to diffusion checkpoints")
         # the real images are loaded the way the training data was (image_folder path, token levels)

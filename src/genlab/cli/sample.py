@@ -63,22 +63,17 @@ def num_steps(model, kw) -> int:
 
 
 def check_shape(model, args) -> None:
+    """--image-size / --channels, if given, must be what the checkpoint makes (points and words: no images)."""
     cfg = model.cfg
-    if model.family == "discrete":  # image tokens: grid (C, H, W); words: no image at all
-        grid = tuple(cfg.grid)
-        for name, have in (("image_size", grid[-1] if grid else None), ("channels", grid[0] if grid else None)):
-            want = getattr(args, name, None)
-            if want is not None and want != have:
-                made = f"{grid[0]}x{grid[1]}x{grid[2]} image tokens" if grid else "words, not images"
-                raise GenlabError(f"--{name.replace('_', '-')} {want} does not match the checkpoint, whose model "
-                                  f"makes {made}")
-        return
-    for name in ("image_size", "channels"):
+    grid = tuple(getattr(cfg, "grid", ()) or ())  # discrete image tokens: (C, H, W)
+    have = {"image_size": grid[-1], "channels": grid[0]} if grid else \
+        {"image_size": getattr(cfg, "image_size", None), "channels": getattr(cfg, "channels", None)}
+    made = f"{have['channels']}x{have['image_size']}x{have['image_size']} images" if have["image_size"] else "no images"
+    for name, value in have.items():
         want = getattr(args, name, None)
-        have = getattr(cfg, name, None)
-        if want is not None and have is not None and want != have:
+        if want is not None and want != value:
             raise GenlabError(f"--{name.replace('_', '-')} {want} does not match the checkpoint, whose model "
-                              f"makes {cfg.channels}x{cfg.image_size}x{cfg.image_size} images")
+                              f"makes {made}")
 
 
 def run(args) -> int:

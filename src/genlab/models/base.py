@@ -40,6 +40,8 @@ class GenerativeModel(nn.Module):
     # what `genlab train FAMILY` uses when the user does not say
     default_dataset: ClassVar[str] = "shapes"
     train_defaults: ClassVar[dict] = {}
+    # `genlab eval` options that `evaluate` takes (of sampler, steps, guidance, seed)
+    eval_options: ClassVar[tuple] = ()
 
     def __init__(self, cfg):
         super().__init__()

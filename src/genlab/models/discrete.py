@@ -93,6 +93,7 @@ class DiscreteDiffusion(GenerativeModel):
     """Discrete diffusion (absorbing / uniform) over tokens: words or image-token grids."""
 
     family = "discrete"
+    eval_options = ("seed",)  # its samplers and step counts are fixed by the metrics themselves
     Config = DiscreteConfig
     data_kind = "tokens"
     default_dataset = "words"

@@ -84,6 +84,7 @@ class ToyDiffusion(GenerativeModel):
     """DDPM on 2-D toy point clouds (toy2d) with an MLP denoiser; trains in seconds."""
 
     family = "toy-diffusion"
+    eval_options = ("sampler", "steps", "guidance", "seed")  # its own metrics are those of its samples
     Config = ToyDiffusionConfig
     data_kind = "points"
     default_dataset = "toy2d"

@@ -11,6 +11,7 @@ from typing import Callable
 
 import torch
 
+from ..cli.common import make_folder
 from ..diffusion.discrete import DiscreteProcess
 from ..errors import GenlabError
 
@@ -144,21 +145,12 @@ def plot_quality_vs_steps(rows: list[dict], path: str | Path, keys=("memorised",
     return save_figure(fig, path, dpi=120)
 
 
-def _out_folder(out: str | Path) -> Path:
-    """`out` as a Path whose folder exists (GenlabError, not a traceback, when it cannot be made)."""
-    out = Path(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise GenlabError(f"cannot create the output folder {out.parent} ({e.strerror}); pass another --out") from e
-    return out
-
-
 def forward_panel(process: DiscreteProcess, view: TokenView, x0: torch.Tensor, out: str | Path,
                   times=(0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0), generator: torch.Generator | None = None) -> list[Path]:
     """The forward process of one sequence x0 (L,): `out`.txt (probability table per time) and
     `out`.png (the table as a picture for text; a strip of corrupted images for image tokens)."""
-    out = _out_folder(out)
+    out = Path(out)
+    make_folder(out.parent)
     x0 = x0.reshape(1, -1).cpu()
     if not view.is_image:
         text = forward_table(process, x0, list(times), view.show, view.name, generator)
@@ -190,7 +182,8 @@ def reverse_panel(model, out: str | Path, sampler: str | None = None, steps: int
                   generator: torch.Generator | None = None, **sample_kwargs) -> list[Path]:
     """The reverse process of n samples from a trained DiscreteDiffusion: `out`.txt/.png
     (one line per step, text) or `out`.png/.gif (image tokens, masks red)."""
-    out = _out_folder(out)
+    out = Path(out)
+    make_folder(out.parent)
     view = TokenView.of(model.cfg)
     sampler = sampler or model.cfg.sampler
     _, traj = model.sample_tokens(n, generator, sampler=sampler, steps=steps, trajectory=True, **sample_kwargs)

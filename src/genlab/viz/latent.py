@@ -163,29 +163,31 @@ def save_kl_per_dim(kl_per_dim: dict[str, torch.Tensor], path) -> Path:
 
 
 @torch.no_grad()
-def save_kl_sweep(models: list, data, path, n: int = 8, n_eval: int = 512, generator_seed: int = 0) -> Path:
+def save_kl_sweep(models: list, data, path, n: int = 8, n_eval: int = 512, generator_seed: int = 0,
+                  names: list[str] | None = None) -> Path:
     """How reconstructions and prior samples change with the KL weight (beta).
 
-    models: trained VAEs (or HVAEs) differing in `cfg.kl_weight`. One row per
-    model: n test reconstructions | n prior samples (the same seed for all),
-    then a panel of reconstruction nats and KL nats against the weight.
+    models: trained VAEs (or HVAEs) differing in `cfg.kl_weight`; names: a row label
+    per model (default: its family). One row per model: n test reconstructions | n prior
+    samples (the same seed for all), then a panel of reconstruction nats and KL nats
+    against the weight.
     """
-    models = sorted(models, key=lambda m: m.cfg.kl_weight)
-    x = _first(data, n, models[0].device)["x"]
+    named = sorted(zip(names or [m.family for m in models], models), key=lambda nm: nm[1].cfg.kl_weight)
+    x = _first(data, n, named[0][1].device)["x"]
     rows, stats = [], []
-    for m in models:
+    for name, m in named:
         x_m = m.observe(x.to(m.device)).float()
         g = torch.Generator(device=m.device).manual_seed(generator_seed)
         with eval_mode(m):
-            rows.append((f"{getattr(m, 'run_name', m.family)}, KL weight {m.cfg.kl_weight:g}",
-                         m.reconstruct(x_m).cpu(), m.sample(n, generator=g).cpu()))
+            rows.append((f"{name}, KL weight {m.cfg.kl_weight:g}", m.reconstruct(x_m).cpu(),
+                         m.sample(n, generator=g).cpu()))
         e = negative_elbo(m, data, n=n_eval)
         recon = -next(v for k, v in e.items() if k.startswith("log_px"))
         stats.append((m.cfg.kl_weight, recon, e["neg_elbo_nats"] - recon))
     fig = _figure(figsize=(10, 1.3 * (len(rows) + 1) + 2.8))
     gs = fig.add_gridspec(len(rows) + 2, 2, height_ratios=[1] * (len(rows) + 1) + [2.2])
     ax = fig.add_subplot(gs[0, 0])
-    ax.imshow(make_grid(models[0].observe(x).float().cpu(), nrow=n)), ax.set_axis_off()
+    ax.imshow(make_grid(named[0][1].observe(x).float().cpu(), nrow=n)), ax.set_axis_off()
     ax.set_title("test inputs", fontsize=9)
     for i, (label, rec, smp) in enumerate(rows):
         for j, (imgs, what) in enumerate(((rec, "reconstructions"), (smp, "prior samples"))):
@@ -370,7 +372,6 @@ def _run_kl_sweep(args) -> int:
             raise GenlabError(f"--checkpoints expects comma-separated run folders, got '{args.checkpoints}'")
         for run in runs:
             model, config = sampling_model(run.strip(), device, family=("vae", "hvae"))
-            model.run_name = Path(run.strip()).name
             models.append(model)
         test = _test_data_for(args, config)
     else:
@@ -384,5 +385,6 @@ def _run_kl_sweep(args) -> int:
             print(f"training a VAE with KL weight {beta:g}")
             result = train(model, data, cfg, out / f"vae_beta{beta:g}")
             models.append(result.sampling_model.eval())
-    print(f"wrote {save_kl_sweep(models, test, out / 'kl_sweep.png', generator_seed=args.seed)}")
+    names = [Path(r.strip()).name for r in runs] if args.checkpoints else None
+    print(f"wrote {save_kl_sweep(models, test, out / 'kl_sweep.png', generator_seed=args.seed, names=names)}")
     return 0
