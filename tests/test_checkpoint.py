@@ -83,6 +83,18 @@ def test_corrupt_weights(run, name, damage):
     assert "\n" not in str(e.value)
 
 
+def test_weights_with_nan_are_refused(run):
+    # what a run that diverged wrote before the loop refused to save such weights
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(run / "ema.safetensors"))
+    name = sorted(weights)[3]
+    weights[name] = torch.full_like(weights[name], float("nan"))
+    save_file(weights, str(run / "ema.safetensors"))
+    with pytest.raises(CheckpointError, match=f"ema.safetensors holds inf/NaN weights \\({name}, 1 tensor"):
+        sampling_model(run)
+
+
 def test_missing_and_garbage_config(run, tmp_path):
     (run / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="config.json is corrupt"):

@@ -117,6 +117,19 @@ def test_bad_training_input(flags, message, tmp_path, capsys):
     assert not (tmp_path / "new" / "model.safetensors").exists()
 
 
+def test_options_a_family_has_no_use_for(tmp_path, capsys):
+    for family, flags, message in [
+        ("toy-diffusion", ["--hflip"], "--hflip does nothing here (it mirrors images and toy-diffusion trains on points)"),
+        ("classifier", ["--num-samples", "16"], "--num-samples does nothing here (the classifier model makes no"),
+        ("noisy-classifier", ["--sample-every", "2"], "--sample-every does nothing here"),
+    ]:
+        assert main(["train", family, *flags, "--out", str(tmp_path / family), "--no-progress"]) == 2
+        assert message in _error_line(capsys)
+    # "off" is fine: a script may pass the same flags to every family
+    assert main(["train", "toy-diffusion", "--no-hflip", "--sample-every", "0", "--max-steps", "2",
+                 "--out", str(tmp_path / "toy"), "--no-progress"]) == 0
+
+
 def test_bad_run_folders(run, tmp_path, capsys):
     assert main(["train", "diffusion", *TINY, "--out", str(run)]) == 2
     assert "already holds a trained run; pass --resume" in _error_line(capsys)
@@ -165,3 +178,23 @@ def test_console_script(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("genlab: error: checkpoint")
     assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_every_option_with_a_default_shows_it_in_help(capsys):
+    import argparse
+
+    from genlab.cli.main import build_parser
+
+    def walk(parser):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    yield from walk(child)
+            elif action.option_strings and action.default not in (None, argparse.SUPPRESS, [], False):
+                yield parser.prog, action
+
+    missing = [f"{prog} {a.option_strings[-1]}" for prog, a in walk(build_parser()) if "default" not in a.help]
+    assert not missing, missing
+    with pytest.raises(SystemExit):
+        main(["sample", "--help"])
+    assert "(default: 64)" in capsys.readouterr().out

@@ -201,8 +201,9 @@ def test_idx_download_end_to_end(data_dir, tmp_path):
 # ----------------------------------------------------------------------------- CIFAR-10
 
 
-def test_cifar10_falls_back_to_jpeg_subset(data_dir):
+def test_cifar10_falls_back_to_jpeg_subset(data_dir, recwarn):
     d = load_dataset("cifar10", split="test")
+    assert not [w for w in recwarn if "held-out" in str(w.message)]  # test.zip is a real test split
     assert d.x.shape == (5000, 3, 32, 32) and d.classes == list(cifar.CLASSES)
     assert torch.equal(d.y.bincount(), torch.full((10,), 500))
     assert "JPEG" in d.meta["source"] and "cifar10-jpg" in d.meta["source"]
@@ -296,6 +297,27 @@ def test_image_folder_interleaves_classes_and_reads_16_bit_grey(tmp_path):
     assert half.x.unique().tolist() == [128]
 
 
+def test_image_folder_warns_about_empty_class_folders(tmp_path, recwarn):
+    for cls in ("ants", "cats"):
+        _png(tmp_path / "imgs" / cls / "0.png", (9, 9, 9))
+    (tmp_path / "imgs" / "bees").mkdir()  # would shift "cats" from label 2 to 1 without a word
+    (tmp_path / "imgs" / ".cache").mkdir()  # hidden folders are not classes
+    with pytest.warns(UserWarning, match=r"bees hold no images .* are ants, cats"):
+        d = load_dataset("image_folder", path=tmp_path / "imgs", image_size=8, cache=False)
+    assert d.classes == ["ants", "cats"]
+    # the same in a zip with a wrapping folder, where the empty class is only a directory entry
+    with zipfile.ZipFile(tmp_path / "set.zip", "w") as z:
+        for cls in ("ants", "cats"):
+            z.write(tmp_path / "imgs" / cls / "0.png", f"wrap/{cls}/0.png")
+        z.writestr("wrap/bees/", "")
+    with pytest.warns(UserWarning, match="bees hold no images"):
+        load_dataset("image_folder", path=tmp_path / "set.zip", image_size=8, cache=False)
+    recwarn.clear()
+    (tmp_path / "imgs" / "bees").rmdir()
+    load_dataset("image_folder", path=tmp_path / "imgs", image_size=8, cache=False)
+    assert not [w for w in recwarn if "no images" in str(w.message)]
+
+
 def test_image_folder_errors(tmp_path):
     _png(tmp_path / "imgs" / "cat" / "ok.png", (1, 2, 3))
     (tmp_path / "imgs" / "cat" / "broken.png").write_bytes(b"not an image at all")
@@ -378,6 +400,13 @@ def test_list_datasets_and_table(data_dir, tmp_path):
     assert empty["fashion_mnist"]["path"] == str(tmp_path / "fashion-mnist")
     table = format_datasets_table(list_datasets())
     assert table.splitlines()[0].split()[:3] == ["NAME", "KIND", "STATUS"]
+    # a file that would fail to load is not reported as "found"
+    broken = tmp_path / "broken" / "mnist"
+    shutil.copytree(Path(rows["mnist"]["path"]), broken)
+    images = broken / "t10k-images-idx3-ubyte.gz"
+    images.write_bytes(gzip.compress(gzip.decompress(images.read_bytes())[:-1] + b"\x01"))
+    status = {r["name"]: r for r in list_datasets(tmp_path / "broken")}["mnist"]["status"]
+    assert status.startswith("unusable (test split: t10k-images-idx3-ubyte.gz corrupt)"), status
     assert all(name in table for name in rows)
 
 

@@ -1,6 +1,8 @@
 """`genlab sample / inpaint / visualize` for samplers, guidance and inpainting, end to end on tiny checkpoints."""
 
 import argparse
+import json
+import shutil
 
 import pytest
 import torch
@@ -70,9 +72,14 @@ def test_sample_every_sampler_with_guidance_and_gif(runs, tmp_path, capsys):
     # ... and of an unconditional model (per-class grid, classes from the classifier)
     assert main(["sample", "--checkpoint", str(runs / "uncond"), "--sampler", "dpmpp", "--steps", "3",
                  "--num-images", "10", "--classifier", str(runs / "clf"), "--out", str(tmp_path / "cg2")]) == 0
+    # a --num-images that is no multiple of the classes is rounded, and it says so
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", run, "--sampler", "ddim", "--steps", "2", "--num-images", "5",
+                 "--out", str(tmp_path / "grid5")]) == 0
+    assert "so 10 images instead of --num-images 5" in capsys.readouterr().out
 
 
-def test_bad_sample_inputs_are_rejected(runs, capsys):
+def test_bad_sample_inputs_are_rejected(runs, tmp_path, capsys):
     run = str(runs / "cond")
     cases = [
         (["--class", "10"], "class index out of range: this model knows classes 0..9"),
@@ -96,6 +103,14 @@ def test_bad_sample_inputs_are_rejected(runs, capsys):
                            (["--guidance", "3"], "needs a class-conditional checkpoint")]:
         assert main(["sample", "--checkpoint", str(runs / "uncond"), "--num-images", "2", *extra]) == 2
         assert message in capsys.readouterr().err
+    # a noisy classifier of another dataset would steer towards its own classes
+    other = tmp_path / "clf_mnist"
+    shutil.copytree(runs / "clf", other)
+    cfg = json.loads((other / "config.json").read_text())
+    cfg["data"]["name"] = "mnist"
+    (other / "config.json").write_text(json.dumps(cfg))
+    assert main(["sample", "--checkpoint", run, "--class", "1", "--classifier", str(other)]) == 2
+    assert "was trained on mnist, the diffusion model on fashion_mnist" in capsys.readouterr().err
     assert main(["sample", "--checkpoint", str(runs / "clf")]) == 2
     assert "cannot generate samples" in capsys.readouterr().err
     # the weights file instead of the run folder: the images go to the run folder
@@ -169,7 +184,11 @@ def test_visualize_defaults_fit_the_model_and_bad_inputs_are_rejected(runs, tmp_
     for extra, message in [(["inversion", "--refine", "-1"], "--refine must be >= 0"),
                            (["guidance-sweep", "--scales", ","], "--scales is empty"),
                            (["inversion", "--dataset", "cifar10"], "but the model makes (1, 28, 28)"),
-                           (["sampler-grid", "--samplers", "dpmpp:5:0.5"], "eta applies to ddim only")]:
+                           (["sampler-grid", "--samplers", "dpmpp:5:0.5"], "eta applies to ddim only"),
+                           (["guidance-sweep", "--scales", "0,-1"], "--scales must be numbers >= 0"),
+                           (["guidance-curve", "--scales", "nan"], "--scales must be numbers >= 0"),
+                           (["class-grid", "--classifier-scale", "2"], "--classifier-scale needs --classifier"),
+                           (["guidance-sweep", "--checkpoint", str(runs / "uncond")], "unconditional")]:
         capsys.readouterr()
         assert main(["visualize", extra[0], "--checkpoint", run, *extra[1:]]) == 2, extra
         assert message in capsys.readouterr().err, extra

@@ -165,6 +165,15 @@ def test_resume_survives_a_lost_ema_file_and_a_damaged_loss_log(tiny_data, tmp_p
     assert "EMA restarts from the resumed weights" in capsys.readouterr().out
 
 
+def test_resume_takes_the_learning_rate_and_weight_decay_given_now(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(tiny_model(), tiny_data, tiny_cfg(epochs=1, log_every=1), run)
+    rest = train(tiny_model(), tiny_data, tiny_cfg(epochs=2, log_every=1, lr=5e-4, weight_decay=0.1), run,
+                 resume=True)
+    assert [float(r["lr"]) for r in _rows(run)][4:] == [5e-4] * 4       # after the warm-up: the new rate
+    assert rest.steps == 8 and "lr 0.002 -> 0.0005, weight decay 0 -> 0.1" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("log_every", [1, 100])
 def test_nan_loss_stops_with_last_good_checkpoint(toy_family, tiny_data, tmp_path, log_every):
     run = tmp_path / "run"
@@ -289,3 +298,5 @@ def test_bad_train_settings(tiny_data):
     points = load_dataset("toy2d", n=64)
     with pytest.raises(GenlabError, match="trains on image data"):
         train(tiny_model(), points, tiny_cfg())
+    with pytest.raises(GenlabError, match="--hflip mirrors images; dataset toy2d holds points"):
+        train(build_model("toy-diffusion", {}), points, tiny_cfg(hflip=True))

@@ -31,7 +31,21 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         mod.add_parser(sub)
+    show_defaults(p)
     return p
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Append "(default: X)" to every option's help that does not state its default yet, in every subcommand."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
+                show_defaults(child)
+        elif (action.option_strings and not any(action.default is v for v in (None, False, argparse.SUPPRESS))
+              and action.default != [] and action.help is not argparse.SUPPRESS
+              and "default" not in (action.help or "")):
+            shown = ",".join(map(str, action.default)) if isinstance(action.default, (list, tuple)) else action.default
+            action.help = f"{action.help} (default: {shown})" if action.help else f"(default: {shown})"
 
 
 def main(argv: list[str] | None = None) -> int:

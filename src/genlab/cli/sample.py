@@ -43,9 +43,16 @@ def add_parser(sub) -> None:
 GAUSSIAN = ("diffusion", "toy-diffusion")  # families sampled by genlab.diffusion.samplers
 
 
-def load_classifier(path: str, device):
-    """A trained noisy classifier for classifier guidance."""
-    model, _ = sampling_model(path, device, family="noisy-classifier")
+def load_classifier(path: str, device, config: dict | None = None):
+    """A trained noisy classifier for classifier guidance (of the diffusion run whose config.json is `config`)."""
+    model, own = sampling_model(path, device, family="noisy-classifier")
+    data, want = own.get("data", {}), (config or {}).get("data", {})
+    where = {k: (d.get("name"), d.get("options", {}).get("path")) for k, d in (("clf", data), ("model", want))}
+    if want and data and where["clf"] != where["model"]:
+        name = want.get("name")
+        raise GenlabError(f"the classifier in {path} was trained on {data.get('name')}, the diffusion model on "
+                          f"{name}: its gradients would steer towards the wrong classes; train one on the model's "
+                          f"data (`genlab train noisy-classifier --dataset {name}`)")
     return model
 
 
@@ -117,7 +124,7 @@ def run(args) -> int:
         if args.spacing is not None:
             kw["spacing"] = args.spacing
         if args.classifier is not None:
-            kw["classifier"] = load_classifier(args.classifier, device)
+            kw["classifier"] = load_classifier(args.classifier, device, config)
             kw["classifier_scale"] = 1.0 if args.classifier_scale is None else args.classifier_scale
         elif args.classifier_scale is not None:
             raise GenlabError("--classifier-scale needs --classifier (a noisy-classifier run folder)")
@@ -127,9 +134,12 @@ def run(args) -> int:
         elif classes:
             # no --class on a conditional model (or with a classifier): one row per class
             nrow = max(1, args.num_images // classes)
-            args.num_images = nrow * classes
             kw["y"] = torch.arange(classes).repeat_interleave(nrow)
-            print(f"no --class given: a per-class grid, one row per class 0..{classes - 1}")
+            if nrow * classes != args.num_images:
+                # said now (the run may take minutes); whether the other options are valid is checked as it starts
+                print(f"no --class given: a per-class grid of {nrow} image(s) for each of the {classes} classes, "
+                      f"so {nrow * classes} images instead of --num-images {args.num_images}")
+            args.num_images = nrow * classes
         if args.show_intermediate or args.gif:
             kw["return_intermediates"] = 10 if not args.gif else 50
     else:
@@ -150,7 +160,8 @@ def run(args) -> int:
     seconds = time.time() - t0
     images, frames = result if isinstance(result, tuple) else (result, None)
     print(f"{args.num_images} images in {seconds:.1f} s ({args.num_images / seconds:.1f} images/s)")
-    print(f"wrote {save_grid(images, out / 'grid.png', nrow=nrow)}")
+    layout = f" (no --class given: one row per class 0..{len(images) // nrow - 1})" if nrow else ""
+    print(f"wrote {save_grid(images, out / 'grid.png', nrow=nrow)}{layout}")
     if frames:
         k = min(8, args.num_images)
         if args.show_intermediate:

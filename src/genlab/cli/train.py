@@ -30,6 +30,19 @@ def add_parser(sub) -> None:
                         func=run)
 
 
+def check_idle_options(cls, args, file_cfg: dict) -> None:
+    """Training options this family has no use for may be off (0, --no-hflip), not on: they would do nothing."""
+    from ..models.base import GenerativeModel
+
+    why = {} if cls.data_kind == "image" else {"hflip": f"it mirrors images and {args.family} trains on "
+                                                        f"{cls.data_kind}"}
+    if cls.sample is GenerativeModel.sample:
+        why.update(dict.fromkeys(("num_samples", "sample_every"), f"the {args.family} model makes no samples"))
+    for name, reason in why.items():
+        if getattr(args, name, None) or file_cfg.get(name):
+            raise GenlabError(f"--{name.replace('_', '-')} does nothing here ({reason}); leave it out")
+
+
 def fill_from_data(model_cfg: dict, config_cls, data) -> dict:
     """Set the config fields that describe the data (channels, image size, classes, vocab)."""
     fields = {f.name for f in dataclasses.fields(config_cls)}
@@ -65,6 +78,7 @@ def run(args) -> int:
         train_base = {**train_base, **{k: v for k, v in stored.get("train", {}).items() if k in known}}
         if args.dataset == stored.get("data", {}).get("name"):
             resume_data_flags(args, stored)
+    check_idle_options(cls, args, file_cfg)
     train_cfg = TrainConfig(**merge(TrainConfig, args.train_fields, args, file_cfg, train_base))
     check_config(train_cfg)
     data = load_data(args, args.dataset, "train")

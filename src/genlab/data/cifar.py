@@ -126,7 +126,8 @@ def load_cifar10(split: str = "train", data_dir=None, image_size: int | None = N
 
 
 def load_jpeg_subset(zip_path: Path, split: str, image_size: int | None = None) -> TensorDataset:
-    data = load_image_folder(zip_path, split, image_size=image_size or 32, channels=3)
+    # the folder, not the zip: its <split>.zip is the split (a zip alone would count as "no test part")
+    data = load_image_folder(zip_path.parent, split, image_size=image_size or 32, channels=3)
     if data.classes != list(CLASSES):
         raise DataError(f"{zip_path} has classes {data.classes}, not the CIFAR-10 ones; {FIX_HINT}")
     data.name = "cifar10"

@@ -172,9 +172,27 @@ def _image_files(spec: IdxDataset, data_dir) -> dict[str, Path | None]:
             for split, (images, _) in SPLIT_FILES.items()}
 
 
+def _damaged(spec: IdxDataset, split: str, data_dir) -> str | None:
+    """Why a split found on disk cannot be loaded (a missing labels file, a failed checksum), or None."""
+    for stem in SPLIT_FILES[split]:
+        path = find_file((stem + ".gz", stem), spec.folders, search_roots(data_dir))
+        if path is None:
+            return f"{stem}.gz missing"
+        try:
+            read_idx(path, spec.files[stem].payload_sha256)
+        except DataError:
+            return f"{path.name} corrupt"
+    return None
+
+
 def locate_idx(spec: IdxDataset, data_dir=None) -> tuple[str, str]:
     have = _image_files(spec, data_dir)
     will = f"will download from {spec.mirrors[0]}" if not offline() else "downloads off: GENLAB_OFFLINE"
+    damaged = [f"{split} split: {why}" for split in SPLIT_FILES if have[split]
+               for why in [_damaged(spec, split, data_dir)] if why]
+    if damaged:
+        where = have["train"] or have["test"]
+        return str(where.parent), f"unusable ({'; '.join(damaged)}): replace the file(s)"
     if have["train"] and have["test"]:
         return str(have["train"].parent), "found"
     if have["train"] or have["test"]:

@@ -63,7 +63,12 @@ def load_image_folder(path: str | Path | None = None, split: str = "train", imag
     members = sorted(reader.members)
     if not members:
         raise DataError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found in {path}")
-    labels_of, classes = _classes(members, path)
+    labels_of, classes, prefix = _classes(members, path)
+    empty = _empty_class_folders(reader.folders, prefix, classes)
+    if empty:
+        # they would silently renumber the classes (and differ between a train/ and a test/ part)
+        warnings.warn(f"{path}: class folder(s) {', '.join(empty)} hold no images and are left out; the "
+                      f"labels 0..{len(classes) - 1} are {', '.join(classes)}", stacklevel=2)
     # interleave the classes (a0 b0 c0 a1 b1 ...) so that "the first N items" (--subset, n=, the
     # first-n test metrics) cover every class instead of the alphabetically first one
     seen, rank = {}, {}
@@ -142,9 +147,9 @@ class _DirImages:
 
     def __init__(self, root: Path):
         self.root = root
-        self.members = [p.relative_to(root).as_posix() for p in root.rglob("*")
-                        if p.suffix.lower() in IMAGE_EXTENSIONS and not _hidden(p.relative_to(root).as_posix())
-                        and p.is_file()]
+        found = [(p.relative_to(root).as_posix(), p) for p in root.rglob("*")]
+        self.members = [m for m, p in found if p.suffix.lower() in IMAGE_EXTENSIONS and not _hidden(m) and p.is_file()]
+        self.folders = {m for m, p in found if p.is_dir()}
 
     def read(self, member: str) -> bytes:
         return (self.root / member).read_bytes()
@@ -169,6 +174,10 @@ class _ZipImages:
                             f"download it again or point path= at a good copy") from None
         self.members = [i.filename for i in self.zip.infolist() if not i.is_dir()
                         and Path(i.filename).suffix.lower() in IMAGE_EXTENSIONS and not _hidden(i.filename)]
+        # zips need not hold entries for folders: every parent of every entry is one
+        names = [i.filename.rstrip("/").split("/") for i in self.zip.infolist()]
+        self.folders = {"/".join(n[:k]) for n in names for k in range(1, len(n))}
+        self.folders |= {i.filename.rstrip("/") for i in self.zip.infolist() if i.is_dir()}
 
     def read(self, member: str) -> bytes:
         try:
@@ -186,20 +195,30 @@ def _hidden(member: str) -> bool:
     return any(part.startswith(".") or part == "__MACOSX" for part in member.split("/"))
 
 
-def _classes(members: list[str], path: Path) -> tuple[dict[str, int], list[str]]:
-    """Label per member from its first folder; a single wrapping folder is skipped."""
-    parts = [m.split("/") for m in members]
+def _classes(members: list[str], path: Path) -> tuple[dict[str, int], list[str], list[str]]:
+    """Label per member from its first folder; single wrapping folders are skipped (returned as the prefix)."""
+    parts, prefix = [m.split("/") for m in members], []
     while all(len(p) >= 3 for p in parts) and len({p[0] for p in parts}) == 1:
+        prefix.append(parts[0][0])
         parts = [p[1:] for p in parts]
     loose = [m for m, p in zip(members, parts) if len(p) == 1]
     if len(loose) == len(members):
-        return {m: 0 for m in members}, [path.stem]
+        return {m: 0 for m in members}, [path.stem], prefix
     if loose:
         raise DataError(f"{path} has images both in class sub-folders and at the top level (e.g. {loose[0]}); "
                         f"move the loose images into a class folder")
     classes = sorted({p[0] for p in parts})
     index = {c: i for i, c in enumerate(classes)}
-    return {m: index[p[0]] for m, p in zip(members, parts)}, classes
+    return {m: index[p[0]] for m, p in zip(members, parts)}, classes, prefix
+
+
+def _empty_class_folders(folders: set[str], prefix: list[str], classes: list[str]) -> list[str]:
+    """Folders beside the class folders that hold no images (hidden ones aside)."""
+    level = {f.split("/")[len(prefix)] for f in folders
+             if f.split("/")[:len(prefix)] == prefix and len(f.split("/")) > len(prefix)}
+    if len(classes) == 1 and not level & set(classes):  # loose images: no class folders at all
+        return []
+    return sorted(c for c in level - set(classes) if not _hidden(c))
 
 
 def _read_cache(file: Path, n: int, classes: list[str]):

@@ -103,6 +103,10 @@ def _load_weights(module, file: Path) -> None:
         weights = load_file(str(file))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{file} is corrupt or truncated ({e}); re-train or restore the run folder") from e
+    broken = [k for k, w in weights.items() if w.is_floating_point() and not bool(torch.isfinite(w).all())]
+    if broken:  # a run that diverged before genlab stopped saving such weights: its samples would be blank
+        raise CheckpointError(f"{file} holds inf/NaN weights ({broken[0]}, {len(broken)} tensor(s) in all): the "
+                              "run diverged; re-train with a lower --lr or restore an earlier copy of the run")
     try:
         missing, unexpected = module.load_state_dict(weights, strict=False)
     except RuntimeError as e:  # strict=False still raises on size mismatches

@@ -168,6 +168,8 @@ def train(model, data: TensorDataset, cfg: TrainConfig | None = None, out_dir: s
     if data.kind != model.data_kind:
         raise GenlabError(f"the {model.family} model trains on {model.data_kind} data, but dataset "
                           f"{data.name} holds {data.kind}")
+    if cfg.hflip and data.kind != "image":
+        raise GenlabError(f"--hflip mirrors images; dataset {data.name} holds {data.kind}")
 
     seed_everything(cfg.seed + rank)
     bf16 = use_bf16(cfg.precision, device)
@@ -210,6 +212,14 @@ def train(model, data: TensorDataset, cfg: TrainConfig | None = None, out_dir: s
             tqdm.write(f"{out} has no {EMA_WEIGHTS}: the EMA restarts from the resumed weights")
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        # the stored moments are kept, the rates are this run's: --lr / --weight-decay given on --resume count
+        if sched.base_lrs[0] != cfg.lr or opt.param_groups[0]["weight_decay"] != cfg.weight_decay:
+            tqdm.write(f"--resume: lr {sched.base_lrs[0]:g} -> {cfg.lr:g}, weight decay "
+                       f"{opt.param_groups[0]['weight_decay']:g} -> {cfg.weight_decay:g}")
+        sched.base_lrs = [cfg.lr] * len(opt.param_groups)
+        for group, decay in zip(opt.param_groups, (cfg.weight_decay, 0.0)):
+            group.update(initial_lr=cfg.lr, lr=cfg.lr * lr_factor(sched.last_epoch, cfg, total_steps),
+                         weight_decay=decay)
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         seconds_before = state.get("seconds", 0.0)
         rngs = state["rng"]["torch"]  # one per rank; a rank the saving run did not have keeps its fresh seed

@@ -316,7 +316,7 @@ def add_visualize_parser(kinds, name: str, help_text: str) -> None:
     if name == "class-grid":
         p.add_argument("--per-class", type=positive(), default=8)
         p.add_argument("--classifier", default=None, help="noisy-classifier run folder (classifier guidance)")
-        p.add_argument("--classifier-scale", type=float, default=1.0)
+        p.add_argument("--classifier-scale", type=float, default=None, help="classifier-guidance gradient scale (1)")
     elif name == "guidance-sweep":
         p.add_argument("--scales", default="0,1,2,3,5", help="comma-separated CFG scales")
     elif name == "sampler-grid":
@@ -334,7 +334,8 @@ def add_visualize_parser(kinds, name: str, help_text: str) -> None:
             p.add_argument("--refine", type=int, default=0, help="fixed-point refinements per inversion step (>= 0)")
         else:
             p.add_argument("--mask", default="center", help="left|right|top|bottom|center|box|random or a PNG")
-            p.add_argument("--resample", type=positive(), default=1, help="RePaint resampling rounds r (1 = replace)")
+            p.add_argument("--resample", type=positive(), default=5, help="RePaint resampling rounds r (1 = replace; "
+                           "default 5, as `genlab inpaint`)")
     elif name == "guidance-curve":
         p.add_argument("--scales", default="0,1,2,3,4", help="comma-separated CFG scales")
         p.add_argument("--n", type=positive(), default=1000, help="samples per scale")
@@ -350,6 +351,18 @@ def _floats(text: str, flag: str) -> list[float]:
     if not values:
         raise GenlabError(f"{flag} is empty; give comma-separated numbers, e.g. 0,1,3")
     return values
+
+
+def _scales(text: str, model) -> list[float]:
+    """--scales of guidance-sweep / guidance-curve: classifier-free guidance scales, each finite and >= 0."""
+    if not model.num_classes:
+        raise GenlabError("guidance-sweep and guidance-curve need a class-conditional checkpoint (train with "
+                          "--conditional); this one is unconditional")
+    scales = _floats(text, "--scales")
+    bad = [w for w in scales if not 0 <= w < float("inf")]
+    if bad:
+        raise GenlabError(f"--scales must be numbers >= 0 (0: unconditional, 1: conditional), got {bad[0]:g}")
+    return scales
 
 
 def checkpoint_images(args, config: dict, n: int, seed: int = 0, shape: tuple | None = None):
@@ -401,11 +414,14 @@ def _run(args) -> int:
         if args.classifier:
             from ..cli.sample import load_classifier
 
-            kw.update(classifier=load_classifier(args.classifier, device), classifier_scale=args.classifier_scale)
+            scale = 1.0 if args.classifier_scale is None else args.classifier_scale
+            kw.update(classifier=load_classifier(args.classifier, device, config), classifier_scale=scale)
             names = class_names(config, kw["classifier"].num_classes)
+        elif args.classifier_scale is not None:
+            raise GenlabError("--classifier-scale needs --classifier (a noisy-classifier run folder)")
         path = class_grid(model, out, args.per_class, g, names, **kw)
     elif kind == "guidance-sweep":
-        path = guidance_sweep(model, out, _floats(args.scales, "--scales"), g, names, **kw)
+        path = guidance_sweep(model, out, _scales(args.scales, model), g, names, **kw)
     elif kind == "sampler-grid":
         kw.pop("sampler"), kw.pop("steps")
         specs = args.samplers or (f"ddpm,ddim:{min(50, T)},ddim:{min(10, T)},dpmpp:{min(20, T)},"
@@ -433,7 +449,7 @@ def _run(args) -> int:
                                 title=f"inpainting, mask '{args.mask}', {args.steps or model.schedule.T} steps")
     else:  # guidance-curve
         dataset = args.dataset or config.get("data", {}).get("name")
-        path, rows = guidance_curve(model, dataset, out, _floats(args.scales, "--scales"), args.n,
+        path, rows = guidance_curve(model, dataset, out, _scales(args.scales, model), args.n,
                                     kw["sampler"], kw["steps"] or (None if kw["sampler"] == "ddpm" else min(50, T)),
                                     args.seed, device=device)
         for r in rows:
