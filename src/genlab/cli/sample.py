@@ -48,7 +48,8 @@ def load_classifier(path: str, device, config: dict | None = None):
     model, own = sampling_model(path, device, family="noisy-classifier")
     data, want = own.get("data", {}), (config or {}).get("data", {})
     where = {k: (d.get("name"), d.get("options", {}).get("path")) for k, d in (("clf", data), ("model", want))}
-    if want and data and where["clf"] != where["model"]:
+    # data of another kind (points) is the model's own error to report: it takes no classifier at all
+    if want and data and want.get("kind") == data.get("kind") and where["clf"] != where["model"]:
         name = want.get("name")
         raise GenlabError(f"the classifier in {path} was trained on {data.get('name')}, the diffusion model on "
                           f"{name}: its gradients would steer towards the wrong classes; train one on the model's "
