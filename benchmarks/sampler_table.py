@@ -1,7 +1,7 @@
 """Quality vs speed of the diffusion samplers on one class-conditional Fashion-MNIST model.
 
 For one trained checkpoint (train it with configs/fashion_mnist_cond_cpu.json on a CPU: 24,000
-steps, ~75 min with bf16 autocast, ~2.5 h in fp32; or configs/fashion_mnist_cond.json on a GPU):
+steps, ~80 min with bf16 autocast, ~1.8 h in fp32 on an AVX-512 CPU; or configs/fashion_mnist_cond.json on a GPU):
 
     sampler x steps  (DDPM all T, DDIM 10/25/50/100, DPM-Solver++(2M) 10/20)
         -> FID, precision, recall, conditional accuracy, seconds per 1,000 images

@@ -190,7 +190,8 @@ def test_every_option_with_a_default_shows_it_in_help(capsys):
             if isinstance(action, argparse._SubParsersAction):
                 for child in action.choices.values():
                     yield from walk(child)
-            elif action.option_strings and action.default not in (None, argparse.SUPPRESS, [], False):
+            elif action.option_strings and not any(action.default is v for v in (None, argparse.SUPPRESS, False)) \
+                    and action.default != []:  # 0 is a default worth showing (--seed 0)
                 yield parser.prog, action
 
     missing = [f"{prog} {a.option_strings[-1]}" for prog, a in walk(build_parser()) if "default" not in a.help]

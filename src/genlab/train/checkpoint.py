@@ -98,12 +98,17 @@ def read_config(path: str | Path) -> dict:
     return config
 
 
+def nonfinite(named_tensors) -> list[str]:
+    """Names of the floating-point tensors (of (name, tensor) pairs) that hold inf or NaN."""
+    return [k for k, w in named_tensors if w.is_floating_point() and not bool(torch.isfinite(w).all())]
+
+
 def _load_weights(module, file: Path) -> None:
     try:
         weights = load_file(str(file))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{file} is corrupt or truncated ({e}); re-train or restore the run folder") from e
-    broken = [k for k, w in weights.items() if w.is_floating_point() and not bool(torch.isfinite(w).all())]
+    broken = nonfinite(weights.items())
     if broken:  # a run that diverged before genlab stopped saving such weights: its samples would be blank
         raise CheckpointError(f"{file} holds inf/NaN weights ({broken[0]}, {len(broken)} tensor(s) in all): the "
                               "run diverged; re-train with a lower --lr or restore an earlier copy of the run")

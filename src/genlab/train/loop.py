@@ -30,7 +30,7 @@ from ..errors import GenlabError
 from ..viz.grid import save_grid
 from ..viz.plots import plot_loss
 from . import distributed as dist
-from .checkpoint import EMA_WEIGHTS, STATE, load_checkpoint, save_checkpoint
+from .checkpoint import EMA_WEIGHTS, STATE, load_checkpoint, nonfinite, save_checkpoint
 from .config import TrainConfig
 from .device import autocast, pick_device, use_bf16, use_channels_last
 from .ema import EMA
@@ -279,7 +279,7 @@ def train(model, data: TensorDataset, cfg: TrainConfig | None = None, out_dir: s
         flush_log()
         if out is None:
             return
-        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        if nonfinite(model.named_parameters()):
             raise GenlabError(f"the weights became inf/NaN at step {step}; not saving them over the checkpoint in "
                               f"{out}. Try a lower --lr, --grad-clip 1.0 or --precision fp32")
         rngs = dist.all_gather_object(torch.get_rng_state())  # every rank's noise stream, for an exact resume
