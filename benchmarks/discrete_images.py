@@ -42,7 +42,7 @@ from genlab.metrics.evaluate import evaluate_samples
 from genlab.models.discrete import DiscreteDiffusion, config_for_data
 from genlab.train import TrainConfig, train
 from genlab.train.checkpoint import sampling_model
-from genlab.train.device import pick_device
+from genlab.device import pick_device
 from genlab.viz.grid import save_grid
 
 REPO = Path(__file__).resolve().parents[1]

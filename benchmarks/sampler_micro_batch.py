@@ -24,7 +24,7 @@ from genlab.bench.speed import machine_info, timed
 from genlab.models import build_model
 from genlab.models.diffusion import DiffusionConfig
 from genlab.train.checkpoint import sampling_model
-from genlab.train.device import pick_device
+from genlab.device import pick_device
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "fashion_mnist_cond_cpu.json"
 

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from genlab.data import load_dataset
 from genlab.errors import GenlabError
+from genlab.figures.artifacts import save_artifacts
 from genlab.models import build_model
 from genlab.models.classifier import Classifier, ClassifierConfig
 from genlab.nn.classifier import CNNClassifier, num_stages
@@ -70,7 +71,7 @@ def test_loss_logs_detached_accuracy_and_label_smoothing():
 def test_bad_configs_and_batches():
     with pytest.raises(GenlabError, match="at least 2 classes"):
         Classifier(ClassifierConfig(num_classes=0))
-    with pytest.raises(GenlabError, match="label-smoothing"):
+    with pytest.raises(GenlabError, match="^label_smoothing must be"):
         Classifier(ClassifierConfig(label_smoothing=1.0))
     with pytest.raises(GenlabError, match="needs labels"):
         Classifier(ClassifierConfig(width=4)).loss({"x": torch.randn(2, 1, 28, 28)})
@@ -127,5 +128,5 @@ def test_checkpoint_round_trip(tmp_path):
 def test_save_artifacts_confusion_matrix(tmp_path):
     data = load_dataset("shapes", "test", image_size=16, n=60, channels=1)
     model = Classifier(ClassifierConfig(channels=1, image_size=16, num_classes=6, width=4))
-    paths = model.save_artifacts(data, tmp_path)
+    paths = save_artifacts(model, data, tmp_path)
     assert [p.name for p in paths] == ["confusion.png"] and paths[0].stat().st_size > 1000

@@ -11,7 +11,10 @@ from genlab.data.base import TensorDataset
 from genlab.diffusion import discrete as dd
 from genlab.errors import GenlabError
 from genlab.metrics.text import NGramModel, UnigramModel, bits_per_token, word_novelty
-from genlab.models.discrete import DiscreteConfig, DiscreteDiffusion, config_for_data, render_samples
+from genlab.figures.artifacts import save_artifacts
+from genlab.metrics.text import discrete_metrics
+from genlab.models.discrete import DiscreteConfig, DiscreteDiffusion, config_for_data
+from genlab.viz.samples import save_samples
 
 torch.set_num_threads(1)
 
@@ -352,7 +355,7 @@ def test_word_model_text_infill_and_render(words, tmp_path):
         model.infill("c3_t")
     with pytest.raises(GenlabError, match="the pattern is empty"):
         model.infill("")
-    paths = render_samples(model, x, tmp_path)
+    paths = save_samples(model.present(x), tmp_path / "samples.png")
     assert paths[0].name == "samples.txt" and len(paths[0].read_text().splitlines()) == 5
 
 
@@ -368,12 +371,12 @@ def test_word_model_trains_with_the_loop_and_saves_artifacts(words, tmp_path, ca
     assert isinstance(m2, DiscreteDiffusion) and tuple(m2.cfg.grid) == () and m2.cfg.alphabet == train.meta["alphabet"]
     for a, b in zip(res.model.state_dict().values(), m2.state_dict().values()):
         assert torch.equal(a.cpu(), b)
-    metrics = m2.evaluate(test, n=200, passes=1, num_samples=50, steps=(2,), orders=(3,))
+    metrics = discrete_metrics(m2, test, n=200, passes=1, num_samples=50, steps=(2,), orders=(3,))
     for key in ("bits_per_token", "unigram_bits_per_token", "ngram3_bits_per_token", "ancestral_s2_novel",
                 "maskgit_s2_memorised"):
         assert key in metrics and math.isfinite(metrics[key])
     assert 3.0 < metrics["unigram_bits_per_token"] < 4.5
-    names = {p.name for p in m2.save_artifacts(test, tmp_path / "art")}
+    names = {p.name for p in save_artifacts(m2, test, tmp_path / "art")}
     assert {"forward_process.txt", "forward_process.png", "reverse_process_ancestral.txt", "reverse_process_maskgit.png",
             "samples.txt", "infill.txt", "quality_vs_steps.png"} <= names
     table = (tmp_path / "art" / "forward_process.txt").read_text()
@@ -432,11 +435,11 @@ def test_image_token_model_is_conditional_and_returns_images(tmp_path):
     assert img.shape == (6, 1, 6, 6) and img.dtype == torch.float32 and set(img.unique().tolist()) <= {-1.0, 1.0}
     with pytest.raises(GenlabError, match="class index out of range"):
         model.sample(2, y=torch.tensor([0, 3]))
-    assert "bits_per_token" in model.evaluate(data, n=32, passes=1)
-    names = {p.name for p in model.save_artifacts(data, tmp_path)}
+    assert "bits_per_token" in discrete_metrics(model, data, n=32, passes=1)
+    names = {p.name for p in save_artifacts(model, data, tmp_path)}
     assert {"forward_process.png", "forward_process.txt", "reverse_process_ancestral.png",
             "reverse_process_maskgit.gif", "samples.png"} <= names
-    assert render_samples(model, img, tmp_path, "s")[0].name == "s.png"
+    assert save_samples(model.present(img), tmp_path / "s.png")[0].name == "s.png"
 
 
 def test_config_checks():

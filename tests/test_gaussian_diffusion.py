@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from genlab.diffusion.gaussian import (diffusion_loss, p_mean_variance, p_sample, p_sample_loop, predict_eps,
+from genlab.diffusion.ddpm import p_sample_loop
+from genlab.diffusion.gaussian import (diffusion_loss, p_mean_variance, p_sample, predict_eps,
                                        predict_x0, q_posterior, q_sample)
 from genlab.diffusion.schedules import extract, make_schedule
 
@@ -207,7 +208,9 @@ def test_p_sample_loop_on_gaussian_data_follows_the_linear_gaussian_recursion():
     assert abs(m - mu) < 0.02 and 0.7 * sigma2 < v < sigma2
 
 
-@pytest.mark.parametrize("k,want", [(2, 2), (5, 5), (12, 12), (30, 12)])
+# k > T keeps every state once: x_T and the T steps (13; before the one sampler loop of issue #17, DDPM kept
+# 12 and picked its frames by its own rule; every sampler now shares ddim's frame_steps)
+@pytest.mark.parametrize("k,want", [(2, 2), (5, 5), (12, 12), (30, 13)])
 def test_p_sample_loop_shapes_and_intermediates(k, want):
     s = make_schedule("cosine", 12)
     zero = lambda x, t, y=None: torch.zeros_like(x)  # noqa: E731
@@ -216,7 +219,7 @@ def test_p_sample_loop_shapes_and_intermediates(k, want):
     out, frames = p_sample_loop(s, zero, (3, 2, 4, 4), generator=_gen(1), x_T=x_T, return_intermediates=k,
                                 progress=calls.append)
     assert out.shape == (3, 2, 4, 4) and len(calls) == 12
-    assert len(frames) == want                      # k snapshots (at most one per step)
+    assert len(frames) == want                      # k snapshots (at most one per state)
     assert all(f.shape == (3, 2, 4, 4) for f in frames)
     assert torch.equal(frames[0], x_T) and torch.equal(frames[-1], out)
     plain = p_sample_loop(s, zero, (3, 2, 4, 4), generator=_gen(1), x_T=x_T)

@@ -11,7 +11,8 @@ from genlab.data import load_dataset
 from genlab.diffusion.guidance import classifier_guidance, eps_from_output, output_from_eps
 from genlab.diffusion.inpaint import inpaint, load_mask, mask_preset
 from genlab.diffusion.schedules import make_schedule
-from genlab.errors import GenlabError
+from genlab.errors import GenlabError, ParamError
+from genlab.figures.artifacts import save_artifacts
 from genlab.models import build_model
 from genlab.train import TrainConfig, train
 
@@ -98,6 +99,58 @@ def test_dropped_labels_are_ignored():
         assert torch.equal(a, b) == same
 
 
+def pix2pix_model(**kw):
+    """A tiny text- and image-conditioned model with random weights (it listens to both)."""
+    torch.manual_seed(0)
+    model = build_model("diffusion", dict(TINY_UNET, image_size=8, attn_resolutions=(4,), context_dim=6,
+                                          cond_channels=1, **kw)).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    return model
+
+
+def test_cfg_with_image_and_text_scales_is_brooks_eq3():
+    """e(x, 0_I, 0_T) + s_I (e(x, c_I, 0_T) - e(x, 0_I, 0_T)) + s_T (e(x, c_I, c_T) - e(x, c_I, 0_T)),
+    each term computed by hand from the network (InstructPix2Pix, Brooks et al. 2023, Eq. 3)."""
+    model = pix2pix_model()
+    g = torch.Generator().manual_seed(0)
+    x, t = torch.randn(3, 1, 8, 8, generator=g), torch.tensor([2, 20, 45])
+    image, text = torch.randn(3, 1, 8, 8, generator=g), torch.randn(3, 4, 6, generator=g)
+    sI, sT = 1.5, 7.5
+    with torch.no_grad():
+        e00 = model.net(x, t, {"image": torch.zeros_like(image), "text": torch.zeros_like(text)})
+        e10 = model.net(x, t, {"image": image, "text": torch.zeros_like(text)})
+        e11 = model.net(x, t, {"image": image, "text": text})
+        assert (e10 - e00).abs().max() > 1e-3 and (e11 - e10).abs().max() > 1e-3
+        got = model.denoiser({"image": sI, "text": sT})(x, t, {"image": image, "text": text})
+        torch.testing.assert_close(got, e00 + sI * (e10 - e00) + sT * (e11 - e10), atol=1e-4, rtol=1e-4)
+        # one scale for both is Ho & Salimans' formula with both conditions as one
+        torch.testing.assert_close(model.denoiser(3.0)(x, t, {"image": image, "text": text}),
+                                   e00 + 3.0 * (e11 - e00), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(model.denoiser(1.0)(x, t, {"image": image, "text": text}), e11)
+
+
+def test_dropped_text_and_image_are_ignored():
+    """With text and image dropout 1 the loss cannot depend on either; with 0 it depends on both."""
+    g = torch.Generator().manual_seed(0)
+    batch = {"x": torch.randn(4, 1, 8, 8, generator=g).clamp(-1, 1), "image": torch.randn(4, 1, 8, 8, generator=g),
+             "text": torch.randn(4, 3, 6, generator=g)}
+    for p, same in ((1.0, True), (0.0, False)):
+        model = pix2pix_model(text_dropout=p, image_dropout=p)
+        losses = []
+        for b in (batch, dict(batch, text=-batch["text"]), dict(batch, image=-batch["image"])):
+            torch.manual_seed(3)
+            losses.append(model.loss(b)[0])
+        assert torch.equal(losses[0], losses[1]) == same and torch.equal(losses[0], losses[2]) == same
+    model = pix2pix_model(text_dropout=0.0, image_dropout=0.0, joint_dropout=1.0)  # the joint drop alone
+    torch.manual_seed(3)
+    a = model.loss(batch)[0]
+    torch.manual_seed(3)
+    assert torch.equal(a, model.loss(dict(batch, text=-batch["text"], image=-batch["image"]))[0])
+
+
 # ----------------------------------------------------------------------------- classifier guidance
 @pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
 def test_classifier_guidance_is_eq_14(prediction):
@@ -119,7 +172,7 @@ def test_classifier_guidance_is_eq_14(prediction):
     want = eps_true - (1 - ab).sqrt() * scale * grad
     torch.testing.assert_close(eps_from_output(s, x, t, guided, prediction), want, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(classifier_guidance(model, classifier, s, 0.0, prediction)(x, t, y), out)
-    with pytest.raises(GenlabError, match="--classifier-scale"):
+    with pytest.raises(ParamError, match="^classifier_scale must be >= 0"):
         classifier_guidance(model, classifier, s, -1.0)
 
 
@@ -132,7 +185,7 @@ def test_noisy_classifier_learns_and_is_told_the_noise_level(noisy_classifier, f
     x = fashion[1].batch(torch.arange(8))["x"]
     with torch.no_grad():                         # the same input means something else at another t
         assert (clf.logits(x, torch.full((8,), 2)) - clf.logits(x, torch.full((8,), 30))).abs().max() > 0.1
-    assert [p.name for p in clf.save_artifacts(fashion[1], tmp_path)] == ["accuracy_vs_t.png"]
+    assert [p.name for p in save_artifacts(clf, fashion[1], tmp_path)] == ["accuracy_vs_t.png"]
     # a diffusion model with another T: timesteps are mapped to the classifier's nearest noise level
     s = make_schedule("cosine", 500)
     x = torch.randn(2, 1, 28, 28)
@@ -165,9 +218,9 @@ def test_bad_guidance_inputs_are_rejected(noisy_classifier):
         cond.sample(1, y=torch.tensor([10]), sampler="ddim", steps=2)
     with pytest.raises(GenlabError, match="unconditional"):
         uncond.sample(1, y=torch.tensor([3]), sampler="ddim", steps=2)
-    with pytest.raises(GenlabError, match="--guidance needs a class-conditional checkpoint"):
+    with pytest.raises(GenlabError, match="^guidance needs a class-conditional checkpoint"):
         uncond.sample(1, guidance=3.0, sampler="ddim", steps=2)
-    with pytest.raises(GenlabError, match="--guidance needs the class"):
+    with pytest.raises(GenlabError, match="classifier-free guidance needs the class to generate: pass labels y"):
         cond.sample(1, guidance=3.0, sampler="ddim", steps=2)
     with pytest.raises(GenlabError, match=">= 0"):
         cond.sample(1, y=torch.tensor([3]), guidance=-1.0, sampler="ddim", steps=2)
@@ -178,7 +231,7 @@ def test_bad_guidance_inputs_are_rejected(noisy_classifier):
     small = build_model("diffusion", dict(TINY_UNET, image_size=16))
     with pytest.raises(GenlabError, match="takes 1x28x28 images"):
         small.sample(1, y=torch.tensor([1]), classifier=noisy_classifier)
-    with pytest.raises(GenlabError, match="--classifier-scale"):
+    with pytest.raises(ParamError, match="^classifier_scale must be >= 0"):
         uncond.sample(1, y=torch.tensor([1]), classifier=noisy_classifier, classifier_scale=-2.0, sampler="ddim",
                       steps=2)
 
@@ -237,5 +290,5 @@ def test_repaint_samples_the_conditional_where_replacement_does_not():
     calls = []
     inpaint(s, model, known[:4], mask, steps=10, resample=3, clip=False, progress=calls.append)
     assert sum(calls) == 30
-    with pytest.raises(GenlabError, match="--resample"):
+    with pytest.raises(ParamError, match="^resample must be at least 1, got 0"):
         inpaint(s, model, known, mask, steps=10, resample=0)

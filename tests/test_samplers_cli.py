@@ -11,7 +11,8 @@ from PIL import Image
 from genlab.cli.main import main
 from genlab.models import build_model
 from genlab.train.checkpoint import save_checkpoint
-from genlab.viz import samplers as vs
+from genlab.cli import visualize_samplers as vcli
+from genlab.figures import samplers as vs
 
 TINY = ["--base-width", "8", "--channel-mult", "1,2", "--num-res-blocks", "1", "--attn-resolutions", "14",
         "--timesteps", "50"]
@@ -151,8 +152,8 @@ def test_inpaint_cli(runs, tmp_path, capsys):
 def test_visualize_kinds(runs, tmp_path, monkeypatch):
     parser = argparse.ArgumentParser()
     kinds = parser.add_subparsers(dest="what")
-    for name in vs.KINDS:
-        vs.add_visualize_parser(kinds, name, name)
+    for name in vcli.KINDS:
+        vcli.add_visualize_parser(kinds, name, name)
     run = str(runs / "cond")
     common = ["--checkpoint", run, "--steps", "3"]
     calls = {

@@ -16,7 +16,8 @@ from genlab.models.toy_diffusion import ToyDiffusion, chamfer, energy_distance, 
 from genlab.nn.mlp import MLP, TimeMLP
 from genlab.train import TrainConfig, train
 from genlab.train.checkpoint import save_checkpoint
-from genlab.viz import toy2d
+from genlab.cli import visualize_toy2d
+from genlab.figures import toy2d
 
 
 
@@ -116,11 +117,11 @@ def test_cli_end_to_end(tmp_path, capsys):
                  "--out", str(tmp_path / "gen"), "--gif"]) == 0
     for name in ("samples.png", "reverse_trajectories.png", "reverse_process.gif"):
         assert (tmp_path / "gen" / name).exists()
-    # the visualize kinds (wired into `genlab visualize` by cli/visualize.py EXTRA_KINDS)
+    # the visualize kinds (cli/visualize_toy2d.py)
     parser = argparse.ArgumentParser()
     kinds = parser.add_subparsers(dest="what")
     for name in ("toy-forward", "toy-diffusion", "toy-t-sweep"):
-        toy2d.add_visualize_parser(kinds, name, name)
+        visualize_toy2d.add_visualize_parser(kinds, name, name)
     a = parser.parse_args(["toy-forward", "--data-opt", "shape=swiss_roll", "--out", str(tmp_path / "f.png")])
     assert a.func(a) == 0 and (tmp_path / "f.png").exists()
     a = parser.parse_args(["toy-diffusion", "--checkpoint", str(run), "--out", str(tmp_path / "pics")])
@@ -141,8 +142,8 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert "needs an image diffusion checkpoint" in capsys.readouterr().err
     assert main(["sample", "--checkpoint", str(run), "--image-size", "28"]) == 2  # points, not images
     assert "makes no images" in capsys.readouterr().err
-    assert main(["train", "toy-diffusion", "--sampler", "euler", "--epochs", "1", "--out", str(tmp_path / "y")]) == 2
-    assert "unknown sampler 'euler'" in capsys.readouterr().err
+    assert main(["train", "toy-diffusion", "--sampler", "lms", "--epochs", "1", "--out", str(tmp_path / "y")]) == 2
+    assert "unknown sampler 'lms'" in capsys.readouterr().err
     assert not (tmp_path / "y").exists()                              # rejected before any training
     # eval: the sampler options reach the toy model's own (sample) metrics
     assert main(["eval", str(run), "--sampler", "ddim", "--steps", "5", "--n", "200",

@@ -141,9 +141,9 @@ def test_resume_after_max_steps_mid_epoch_is_identical(straight_run, tiny_data, 
 
 
 def test_resume_guards(straight_run, tiny_data, tmp_path):
-    with pytest.raises(GenlabError, match="already holds a trained run; pass --resume"):
+    with pytest.raises(GenlabError, match=r"already holds a trained run; resume it \(resume=True\)"):
         train(tiny_model(), tiny_data, tiny_cfg(), straight_run.out_dir)
-    with pytest.raises(GenlabError, match="nothing to resume"):
+    with pytest.raises(GenlabError, match="^resume finds no run in"):
         train(tiny_model(), tiny_data, tiny_cfg(), tmp_path / "empty", resume=True)
     other = build_model("diffusion", dict(TINY, timesteps=20))
     with pytest.raises(GenlabError, match=r"model options differ from the run in .*: timesteps 10 \(now 20\)"):
@@ -288,15 +288,18 @@ def test_progress_bar_total_under_a_time_budget(tiny_data, monkeypatch):
 
 
 def test_bad_train_settings(tiny_data):
-    for kw, msg in [(dict(epochs=0), "--epochs must be at least 1"), (dict(batch_size=-2), "--batch-size must be"),
-                    (dict(lr=0.0), "--lr must be positive"), (dict(ema_decay=1.0), "--ema-decay"),
-                    (dict(lr_schedule="step"), "--lr-schedule"), (dict(precision="fp8"), "unknown precision"),
-                    (dict(num_samples=-1), "--num-samples must be >= 0"),
-                    (dict(batch_size=64), "fewer than one batch")]:
+    # worded about TrainConfig's fields (the CLI says --epochs, ...: test_param_error.py)
+    for kw, msg in [(dict(epochs=0), "^epochs must be at least 1"), (dict(batch_size=-2), "^batch_size must be"),
+                    (dict(lr=0.0), "^lr must be positive"), (dict(ema_decay=1.0), "^ema_decay"),
+                    (dict(lr_schedule="step"), "^lr_schedule 'step' is unknown"),
+                    (dict(precision="fp8"), "unknown precision"),
+                    (dict(num_samples=-1), "^num_samples must be >= 0"), (dict(max_steps=-1), "^max_steps must be"),
+                    (dict(max_minutes=-1.0), "^max_minutes must be"), (dict(log_every=0), "^log_every must be"),
+                    (dict(batch_size=64), "^batch_size 64 is more than dataset")]:
         with pytest.raises(GenlabError, match=msg):
             train(tiny_model(), tiny_data, tiny_cfg(**kw))
     points = load_dataset("toy2d", n=64)
     with pytest.raises(GenlabError, match="trains on image data"):
         train(tiny_model(), points, tiny_cfg())
-    with pytest.raises(GenlabError, match="--hflip mirrors images; dataset toy2d holds points"):
+    with pytest.raises(GenlabError, match="^hflip mirrors images; dataset toy2d holds points"):
         train(build_model("toy-diffusion", {}), points, tiny_cfg(hflip=True))

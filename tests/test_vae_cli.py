@@ -10,7 +10,9 @@ from genlab.errors import CheckpointError
 from genlab.models import build_model
 from genlab.train import TrainConfig, train
 from genlab.train.checkpoint import load_checkpoint
-from genlab.viz.latent import interpolate, save_kl_sweep, save_latent_scatter, visualize
+from genlab.figures.artifacts import save_artifacts
+from genlab.figures.latent import interpolate, save_kl_sweep, save_latent_scatter, visualize
+from genlab.metrics.family import evaluate
 
 TINY = {"ae": dict(latent_dim=4, width=8, hidden=32), "vae": dict(latent_dim=4, width=8, hidden=32),
         "hvae": dict(z1_dim=4, z2_dim=2, width=8, hidden=32, top_hidden=16)}
@@ -40,13 +42,13 @@ def test_train_loop_checkpoint_round_trip_and_artifacts(family, small, tmp_path)
     for (k, a), (k2, b) in zip(result.model.state_dict().items(), loaded.state_dict().items()):
         assert k == k2 and torch.equal(a.cpu(), b.contiguous())
     if family != "ae":
-        assert int(loaded.train_step) == 12                     # the KL warm-up resumes where it stopped
+        assert int(loaded.kl_step) == 12                     # the KL warm-up resumes where it stopped
         g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
         torch.testing.assert_close(ema.sample(4, generator=g()), result.ema.sample(4, generator=g()))
         loaded.cfg.iwae_k = result.model.cfg.iwae_k = 4
-        a, b = loaded.eval().evaluate(test, n=32), result.model.eval().evaluate(test, n=32)
+        a, b = evaluate(loaded.eval(), test, n=32), evaluate(result.model.eval(), test, n=32)
         assert a == pytest.approx(b, rel=1e-4, abs=1e-4)
-    paths = ema.save_artifacts(test, tmp_path / "pics", generator=torch.Generator().manual_seed(0))
+    paths = save_artifacts(ema, test, tmp_path / "pics", generator=torch.Generator().manual_seed(0))
     names = {p.name for p in paths}
     assert {"reconstructions.png", "interpolation.png", "latent_scatter.png"} <= names
     assert ("prior_samples.png" in names) == (family != "ae")

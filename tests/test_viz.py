@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from genlab.diffusion.schedules import make_schedule
-from genlab.viz.diffusion import forward_panel, schedule_plot
+from genlab.figures.diffusion import forward_panel, schedule_plot
 from genlab.viz.grid import make_grid, save_gif, save_grid, save_strip
 from genlab.viz.plots import moving_average, plot_loss
 

@@ -5,7 +5,10 @@
     write_section("benchmarks/results.md", "speed", result["markdown"])
 
 speed.py times one training step of the loop's paths and the samplers;
-quality.py trains the default recipe for a time budget and scores it (FID vs floor).
+quality.py trains the default recipe for a time budget and scores it (FID vs floor);
+noise.py scores samples over independent draws (FID mean ± SD, the floor over disjoint
+draws) and turns a comparison into PASS / FAIL only beyond its noise;
+precision.py measures what `precision auto` should pick here (`genlab bench --precision`).
 """
 
 from .quality import QualityConfig, run_quality  # noqa: F401

@@ -3,9 +3,11 @@
     genlab train diffusion --dataset fashion_mnist   (every other option default)
       or genlab train diffusion --config FILE        (a recipe of its own, `--config` here)
     stopped by the time budget (--max-minutes), EMA weights sampled
-    -> n samples -> FID / KID / precision / recall vs the test split,
-       each beside its floor (train vs test at the same n); a class-conditional
-       recipe samples balanced labels and adds the classifier's agreement with them
+    -> `draws` independent draws of n samples (seeds seed + i), draw i scored against
+       test set i: FID / KID / precision / recall as mean over the draws, FID ± its SD,
+       each beside its floor (train set i vs test set i, disjoint sets: mean ± SD;
+       genlab.bench.noise); a class-conditional recipe samples balanced labels and
+       adds the classifier's agreement with them
 
 The features are the trained Fashion-MNIST classifier's (genlab.metrics), so
 the classifier must exist: `genlab train classifier --dataset fashion_mnist
@@ -22,14 +24,16 @@ from pathlib import Path
 import torch
 
 from ..errors import GenlabError
-from ..train.device import pick_device
+from ..device import pick_device
+from .noise import check_draws, pm, real_draws, score_draws
 from .speed import load_average, machine_info, md_table
 
 
 @dataclass
 class QualityConfig:
     minutes: float = 30.0           # training time budget (wall clock)
-    n: int = 2000                   # samples (and real images) for the metrics
+    n: int = 2000                   # samples (and real images) per draw for the metrics
+    draws: int = 5                  # independent draws of n samples: FID mean ± SD (floor: disjoint draws)
     dataset: str = "fashion_mnist"
     sampler: str = "auto"           # auto: the recipe's sampler, else ddim if registered, else ddpm
     steps: int = 0                  # sampler network calls (0: 50 for ddim, all T for ddpm)
@@ -50,6 +54,7 @@ def check_quality_config(cfg: QualityConfig) -> None:
         raise GenlabError(f"--minutes must be positive (the training time budget), got {cfg.minutes}")
     if cfg.n < 10:
         raise GenlabError(f"--n must be at least 10 samples for FID and friends, got {cfg.n}")
+    check_draws(cfg.draws)
     if cfg.steps < 0 or cfg.batch_size < 1:
         raise GenlabError("--steps must be >= 0 and the sampling batch size >= 1")
 
@@ -58,7 +63,7 @@ def run_quality(cfg: QualityConfig, out_dir: str | Path, log=print) -> dict:
     """Train the recipe (the default, or cfg.recipe's) for cfg.minutes, sample, score; the grid goes to out_dir."""
     from ..data import load_dataset
     from ..diffusion.samplers import available
-    from ..metrics.evaluate import evaluate_samples, sample_model
+    from ..metrics.evaluate import sample_model
     from ..metrics.features import feature_extractor
     from ..models.diffusion import DiffusionModel
     from ..train import TrainConfig, train
@@ -78,6 +83,7 @@ def run_quality(cfg: QualityConfig, out_dir: str | Path, log=print) -> dict:
         raise GenlabError(f"the recipe is class-conditional but {cfg.dataset} has no class labels")
     # fail before training, not after it, when the metrics cannot run
     extractor = feature_extractor(cfg.dataset, data.channels, data.image_size, device=device)
+    real = real_draws(extractor, cfg.dataset, cfg.n, cfg.draws, data_dir=cfg.data_dir or None)
 
     model_options["sample_bf16"] = cfg.sample_bf16 or model_options.get("sample_bf16", False)
     model = DiffusionModel(DiffusionModel.Config(**{**model_options, "channels": data.channels,
@@ -98,18 +104,17 @@ def run_quality(cfg: QualityConfig, out_dir: str | Path, log=print) -> dict:
         raise KeyboardInterrupt
     model = result.sampling_model.eval()
 
-    log(f"quality: {result.steps} steps; sampling {cfg.n} images with {sampler}"
+    log(f"quality: {result.steps} steps; sampling {cfg.draws} draws of {cfg.n} images with {sampler}"
         f"{'' if steps is None else f'-{steps}'} ...")
     t = time.perf_counter()
-    g = torch.Generator(device=device).manual_seed(cfg.seed)
     labels = torch.arange(cfg.n) % data.num_classes if model.cfg.conditional else None  # balanced classes
-    samples = sample_model(model, cfg.n, cfg.batch_size, labels, g, sampler=sampler, steps=steps)
+    draws = [sample_model(model, cfg.n, cfg.batch_size, labels, torch.Generator().manual_seed(cfg.seed + i),
+                          sampler=sampler, steps=steps) for i in range(cfg.draws)]
     sample_seconds = time.perf_counter() - t
     out_dir = Path(out_dir)
     stem = f"_{Path(cfg.recipe).stem}" if cfg.recipe else ""
-    grid = save_grid(samples[:64], out_dir / f"quality_samples{stem}.png", nrow=8)
-    metrics = evaluate_samples(samples, cfg.dataset, cfg.n, labels, extractor=extractor,
-                               data_dir=cfg.data_dir or None)
+    grid = save_grid(draws[0][:64], out_dir / f"quality_samples{stem}.png", nrow=8)
+    metrics = score_draws(extractor, draws, real, labels)
     # training time from the last log row: result.seconds also counts the final checkpoint and grid
     train_seconds = float(result.history[-1]["seconds"]) if result.history else result.seconds
     out = dict(cfg=cfg, steps=result.steps, seconds=train_seconds, batch_size=tcfg.batch_size,
@@ -134,6 +139,7 @@ def section_name(cfg: QualityConfig) -> str:
 
 def quality_command(cfg: QualityConfig) -> str:
     parts = [f"genlab bench --quality --minutes {cfg.minutes:g} --n {cfg.n}"]
+    parts += [f"--draws {cfg.draws}"] * (cfg.draws != QualityConfig.draws)
     parts += [f"--config {cfg.recipe}"] * bool(cfg.recipe)
     parts += [f"--model {k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in cfg.model.items()]
     parts += ["--sample-bf16"] * cfg.sample_bf16
@@ -149,8 +155,9 @@ def quality_markdown(q: dict) -> str:
         v = m.get(key)
         return "-" if v is None else f"{v:.4g}"
 
-    rows = [["FID", num("fid"), num("floor_fid")], ["KID", num("kid"), num("floor_kid")],
-            ["precision", num("precision"), num("floor_precision")], ["recall", num("recall"), num("floor_recall")]]
+    rows = [["FID", pm(m.get("fid"), m.get("fid_sd"), ".4g"), pm(m.get("floor_fid"), m.get("floor_fid_sd"), ".4g")],
+            ["KID", num("kid"), num("floor_kid")], ["precision", num("precision"), num("floor_precision")],
+            ["recall", num("recall"), num("floor_recall")]]
     if "conditional_accuracy" in m:
         rows.append(["class accuracy (requested class)", num("conditional_accuracy"), "-"])
     if cfg.recipe:
@@ -167,7 +174,9 @@ def quality_markdown(q: dict) -> str:
         f"stopped by a {cfg.minutes:g}-minute budget: {q['steps']} steps of batch {q['batch_size']} "
         f"({q['epochs']:.2f} epochs) in {q['seconds'] / 60:.1f} min. EMA weights, {q['sampler']}-{q['sampler_steps']} "
         f"{'bf16 ' if cfg.sample_bf16 else ''}"
-        f"sampling of {cfg.n} images took {q['sample_seconds']:.0f} s. Features: {m.get('features')}; "
-        f"floor: {m.get('floor', '-')} at the same n.", "",
+        f"sampling of {cfg.draws} x {cfg.n} images took {q['sample_seconds']:.0f} s. Features: {m.get('features')}. "
+        f"Each number is the mean over {cfg.draws} independent draws of {cfg.n} samples, draw i scored against "
+        f"test set i; FID ± its SD over the draws. Floor: {m.get('floor', '-')}, set i vs test set i, the sets "
+        "disjoint.", "",
         md_table(["metric", "samples", "floor"], rows), "",
         f"![{cfg.minutes:g}-minute samples]({Path(q['grid']).name})", ""])

@@ -4,8 +4,10 @@
     genlab bench --quick                  # the same table at tiny sizes (CI, seconds)
     genlab bench --quality --minutes 30   # default Fashion-MNIST recipe for 30 min -> FID vs floor + grid
     genlab bench --quality --config configs/fashion_mnist_cpu.json   # the same for a recipe of one's own
+    genlab bench --precision              # time fp32 vs bf16 (+ channels_last) here -> genlab/precision.json
 
-Each part rewrites only its own section of <out>/results.md.
+Each part rewrites only its own section of <out>/results.md; --precision writes this device kind's
+entry of the table `precision auto` follows (genlab.device).
 """
 
 from __future__ import annotations
@@ -50,13 +52,22 @@ def add_parser(sub) -> None:
                         "options) instead of the default; --minutes, --device and the seed (0) stay the bench's")
     q.add_argument("--minutes", type=positive(float), default=30.0, help="training time budget")
     q.add_argument("--n", type=positive(), default=2000,
-                   help="samples for FID/KID/precision/recall (default 2000; results.md's lines use 1000)")
+                   help="samples per draw for FID/KID/precision/recall (default 2000; results.md's lines use 1000)")
+    q.add_argument("--draws", type=positive(), default=5,
+                   help="independent draws of --n samples (at least 5): FID is reported as mean ± SD over them, "
+                        "the floor as mean ± SD over as many disjoint train/test draws")
     q.add_argument("--sampler", default="auto",
                    help="auto (the --config recipe's sampler, else ddim-50) | ddpm | ddim | dpmpp")
     q.add_argument("--sample-steps", type=int, default=0, help="sampler network calls (0: 50, or all T for ddpm)")
     q.add_argument("--sample-bf16", action="store_true", help="run the sampler's network in bf16 autocast")
     q.add_argument("--run-dir", default="", help="training run folder (default: runs/bench_quality/<minutes>min-<time>)")
     q.add_argument("--data-dir", default="", help="folder with local dataset copies (or $GENLAB_DATA_DIR)")
+    r = p.add_argument_group("precision")
+    r.add_argument("--precision", action="store_true",
+                   help="time a training step and sampler network calls of the default U-Net in fp32 and bf16, "
+                        "NCHW and channels_last, and write what is faster into the table `precision auto` follows "
+                        "(--batch-size, --steps, --repeats, --sample-n, --model and --quick apply)")
+    r.add_argument("--table", default="", help="precision table to update (default: genlab/precision.json)")
     p.set_defaults(func=run)
 
 
@@ -90,7 +101,9 @@ def model_options(items: list[str]) -> dict:
 SPEED_ONLY = {"batch_size": None, "steps": None, "repeats": None, "compile": "auto", "no_diffusers": False,
               "no_sampling": False, "sample_n": None}
 QUALITY_ONLY = {"minutes": 30.0, "n": 2000, "sampler": "auto", "sample_steps": 0, "sample_bf16": False,
-                "run_dir": "", "data_dir": ""}
+                "run_dir": "", "data_dir": "", "draws": 5}
+# --precision times the same model as the speed table and takes these of its flags
+PRECISION_TAKES = ("batch_size", "steps", "repeats", "sample_n")
 
 # the bench owns these: every recipe gets the same budget, seed and device, and no mid-run grids
 BENCH_OWNED = {"epochs", "max_minutes", "max_steps", "sample_every", "device", "seed", "out"}
@@ -139,12 +152,47 @@ def run(args) -> int:
         torch.set_num_threads(threads)  # main() may be called in-process (tests): leave torch as it was
 
 
+def _run_precision(args) -> int:
+    """`genlab bench --precision`: measure, then write this device kind's entry of the precision table."""
+    from ..bench.precision import PrecisionConfig, quick_precision_config, run_precision
+
+    if args.quality:
+        raise GenlabError("--precision and --quality are separate runs; give one of them")
+    options = {**QUALITY_ONLY, **{k: v for k, v in SPEED_ONLY.items() if k not in PRECISION_TAKES}}
+    given = [f"--{k.replace('_', '-')}" for k, default in options.items() if getattr(args, k) != default]
+    given += ["--config"] * bool(args.config)
+    if given:
+        raise GenlabError(f"{', '.join(given)}: not options of `genlab bench --precision`; leave them out")
+    if args.quick and not args.table:
+        raise GenlabError("--precision --quick times a tiny model, whose numbers do not belong in the committed "
+                          "table; give --table FILE")
+    cfg = quick_precision_config(args.device, args.table) if args.quick else \
+        PrecisionConfig(device=args.device, table=args.table)
+    overrides = {"batch_size": args.batch_size, "steps": args.steps, "repeats": args.repeats,
+                 "sample_n": args.sample_n}
+    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    if args.model:
+        cfg = replace(cfg, model={**cfg.model, **model_options(args.model)})
+    cfg = replace(cfg, command=" ".join(["genlab bench --precision"] + ["--quick"] * args.quick
+                                        + [f"--model {m}" for m in args.model]
+                                        + [f"--{k.replace('_', '-')} {v}" for k, v in overrides.items()
+                                           if v is not None]))
+    result = run_precision(cfg)
+    print()
+    print(result["markdown"])
+    return 0
+
+
 def _run(args) -> int:
     from ..bench import QualityConfig, SpeedConfig, quick_config, run_quality, run_speed, write_section
     from ..bench.quality import section_name
 
     out = Path(args.out)
     results = out / "results.md"
+    if args.precision:
+        return _run_precision(args)
+    if args.table:
+        raise GenlabError("--table names the precision table of a `genlab bench --precision` run; add --precision")
     if args.config and not args.quality:
         raise GenlabError("--config names the recipe of a --quality run; the speed table times the default U-Net "
                           "(change it with --model KEY=VALUE)")
@@ -160,7 +208,8 @@ def _run(args) -> int:
         if args.quick:
             raise GenlabError("--quality and --quick do not mix: a quick quality run is --quality --minutes 0.5 --n 200")
         dataset, recipe_model, recipe_train = recipe_options(args.config) if args.config else (None, {}, {})
-        cfg = QualityConfig(minutes=args.minutes, n=args.n, sampler=args.sampler, steps=args.sample_steps,
+        cfg = QualityConfig(minutes=args.minutes, n=args.n, draws=args.draws, sampler=args.sampler,
+                            steps=args.sample_steps,
                             device=args.device, run_dir=args.run_dir, data_dir=args.data_dir,
                             model=model_options(args.model), sample_bf16=args.sample_bf16, recipe=args.config,
                             recipe_model=recipe_model, train=recipe_train,

@@ -12,8 +12,10 @@ import json
 from pathlib import Path
 
 from ..errors import GenlabError
+from ..metrics.family import evaluate as evaluate_family
+from ..metrics.family import has_metrics
 from ..train.checkpoint import sampling_model
-from ..train.device import pick_device
+from ..device import pick_device
 from .common import load_data, positive
 
 
@@ -67,7 +69,7 @@ def run(args) -> int:
     results = {"checkpoint": str(args.checkpoint), "family": model.family}
     trained_on = config.get("data", {}).get("name")
     makes_images = model.data_kind == "image" or getattr(model, "is_image", False)  # incl. image tokens
-    if args.metrics == "model" and not hasattr(model, "evaluate"):
+    if args.metrics == "model" and not has_metrics(model):
         raise GenlabError(f"the {model.family} family has no metrics of its own; use --metrics samples "
                           "(FID & co of its samples)")
     if args.metrics == "model" and dataset != trained_on:
@@ -81,10 +83,10 @@ def run(args) -> int:
     if sampling and not makes_images and not set(sampling) <= set(model.eval_options):
         raise GenlabError(f"{', '.join('--' + k for k in sampling)}: not for {model.family} checkpoints, whose "
                           "metrics fix how they sample")
-    if args.metrics in ("all", "model") and hasattr(model, "evaluate") and dataset == trained_on:
+    if args.metrics in ("all", "model") and has_metrics(model) and dataset == trained_on:
         test = load_data(_data_args(args, config), dataset, "test")
         own_kw = {k: v for k, v in {**sampling, "seed": args.seed}.items() if k in model.eval_options}
-        own = model.evaluate(test, n=min(args.n, len(test)), **own_kw)
+        own = evaluate_family(model, test, n=min(args.n, len(test)), **own_kw)
         results.update(own)
         print(f"{model.family} on {dataset} (test split):")
         for k, v in own.items():

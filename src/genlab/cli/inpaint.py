@@ -57,9 +57,10 @@ def read_images(paths: list[str], channels: int, size: int) -> torch.Tensor:
 def run(args) -> int:
     from ..diffusion.inpaint import load_mask
     from ..train.checkpoint import sampling_model
-    from ..train.device import pick_device
+    from ..device import pick_device
     from ..viz.grid import save_gif, save_grid
-    from ..viz.samplers import checkpoint_images, inpaint_images, inpainting_panel
+    from ..figures.samplers import inpaint_images, inpainting_panel
+    from .visualize_samplers import checkpoint_images
 
     device = pick_device(args.device)
     model, config = sampling_model(args.checkpoint, device, family="diffusion")
@@ -74,6 +75,8 @@ def run(args) -> int:
     n = len(x0)
     mask = load_mask(args.mask, n, s, torch.Generator().manual_seed(args.seed), args.mask_ratio)
     y = torch.full((n,), args.label, dtype=torch.long) if args.label is not None else None
+    if y is None and args.guidance != 1.0 and model.is_conditional:  # the model says "pass labels y"
+        raise GenlabError("--guidance needs the class to generate: pass --class")
     out = output_path(args.out, args.checkpoint, "inpainting", folder=True)
     g = generator(args.seed)
     steps = args.steps or model.schedule.T

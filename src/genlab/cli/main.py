@@ -8,29 +8,23 @@ from __future__ import annotations
 
 import argparse
 import errno
-import importlib
 import sys
 
-from ..errors import GenlabError
+from ..errors import GenlabError, ParamError
 
-# each module has add_parser(subparsers) and sets func
-COMMANDS = ["train", "sample", "eval", "visualize", "datasets", "inpaint", "bench", "demo", "run_all"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
+    # each command module has add_parser(subparsers), which sets func; listed in `genlab --help` order
+    from . import bench, datasets, demo, inpaint, run_all, sample, train, visualize
+    from . import eval as evaluate
 
     p = argparse.ArgumentParser(prog="genlab", description="A lab for generative image modelling.")
     p.add_argument("--version", action="version", version=f"genlab {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"{__package__}.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"{__package__}.{name}":
-                raise
-            continue
-        mod.add_parser(sub)
+    for command in (train, sample, evaluate, visualize, datasets, inpaint, bench, demo, run_all):
+        command.add_parser(sub)
     show_defaults(p)
     return p
 
@@ -48,13 +42,29 @@ def show_defaults(parser: argparse.ArgumentParser) -> None:
             action.help = f"{action.help} (default: {shown})" if action.help else f"(default: {shown})"
 
 
+def flag_worded(error: GenlabError, parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """The error's message; a ParamError names the flag that sets its parameter in the command that ran."""
+    if not isinstance(error, ParamError):
+        return str(error)
+    flags = {}
+    while parser is not None:  # the root parser, then the subcommand chosen at each level
+        sub = None
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                sub = action.choices.get(getattr(args, action.dest, None))
+            elif action.option_strings:
+                flags.setdefault(action.dest, max(action.option_strings, key=len))
+        parser = sub
+    return error.worded(flags[error.param]) if error.param in flags else str(error)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except GenlabError as e:
-        print(f"genlab: error: {e}", file=sys.stderr)
+        print(f"genlab: error: {flag_worded(e, parser, args)}", file=sys.stderr)
         return 2
     except OSError as e:  # the machine, not genlab: full disk, read-only folder, permissions
         if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):

@@ -8,10 +8,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..diffusion import samplers
 from ..errors import GenlabError
 from ..train.checkpoint import sampling_model
-from ..train.device import pick_device
+from ..device import pick_device
 from ..viz.grid import save_gif, save_grid, save_strip
+from ..viz.points import points_gif, trajectory_plot
+from ..viz.samples import save_samples
 from .common import generator, output_path, positive
 
 
@@ -25,12 +28,16 @@ def add_parser(sub) -> None:
     p.add_argument("--image-size", type=int, default=None, help="expected image size (checked against the model)")
     p.add_argument("--channels", type=int, default=None, help="expected channels (checked against the model)")
     g = p.add_argument_group("diffusion (Gaussian and discrete)")
-    g.add_argument("--sampler", default=None, help="ddpm | ddim | dpmpp; discrete: ancestral | maskgit (default: the model's)")
-    g.add_argument("--steps", type=positive(), default=None, help="network evaluations (default: all T for ddpm)")
+    g.add_argument("--sampler", default=None, help=f"{' | '.join(samplers.available())}; discrete: ancestral | "
+                   "maskgit (default: the model's)")
+    g.add_argument("--steps", type=positive(), default=None,
+                   help="timesteps visited, one network call each (heun: two; default: all T for ddpm, "
+                   + ", ".join(f"{n} for {name}" for name, n in samplers.default_steps().items() if n) + ")")
     g.add_argument("--eta", type=float, default=None, help="--sampler ddim only: noise per step (0 = deterministic)")
     g.add_argument("--class", dest="label", type=int, default=None, help="class index to generate")
     g.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
-    g.add_argument("--spacing", default=None, help="ddim/dpmpp timestep spacing: uniform | quadratic")
+    g.add_argument("--spacing", default=None, help=f"timestep spacing ({', '.join(samplers.spacing_samplers())}): "
+                   f"{' | '.join(samplers.SPACINGS)} (default: uniform)")
     g.add_argument("--classifier", default=None, help="noisy-classifier run folder: classifier guidance")
     g.add_argument("--classifier-scale", type=float, default=None, help="classifier-guidance gradient scale (1)")
     g.add_argument("--temperature", type=float, default=None, help="discrete diffusion: sampling temperature")
@@ -59,15 +66,11 @@ def load_classifier(path: str, device, config: dict | None = None):
 
 def num_steps(model, kw) -> int:
     """Network calls the sampler will make (for the progress bar)."""
-    from ..diffusion import samplers
-
     sampler = kw.get("sampler") or model.cfg.sampler
     # as DiffusionModel.sample: the configured step count belongs to the configured sampler only
     steps = kw.get("steps") or (model.cfg.sample_steps if kw.get("sampler") in (None, model.cfg.sampler) else 0)
-    if not steps:
-        default = samplers.DEFAULT_STEPS.get(sampler) if sampler in samplers.available() else None
-        steps = min(default or model.schedule.T, model.schedule.T)
-    return steps
+    steps = samplers.resolve_steps(sampler, steps or None, model.schedule.T)
+    return samplers.sampler_class(sampler).network_calls(steps)
 
 
 def check_shape(model, args) -> None:
@@ -148,7 +151,7 @@ def run(args) -> int:
         if given or args.show_intermediate or args.gif:
             raise GenlabError(f"--{', --'.join(given) or 'show-intermediate/--gif'} only apply to diffusion "
                               f"checkpoints; {args.checkpoint} holds a '{model.family}' model")
-    if hasattr(model, "render_samples"):
+    if model.data_kind != "image":  # points and tokens: a scatter plot, words or decoded image tokens
         return _sample_generic(model, args, out, kw)
     g = generator(args.seed)
     t0 = time.time()
@@ -175,14 +178,15 @@ def run(args) -> int:
 
 
 def _sample_generic(model, args, out: Path, kw) -> int:
-    """Families that render their own samples (token models print words, ...)."""
+    """Families whose samples are not images: points (a scatter plot) and tokens (words, decoded images)."""
     g = generator(args.seed)
     samples = model.sample(args.num_images, generator=g, **kw)
     samples, frames = samples if isinstance(samples, tuple) else (samples, None)
-    render = getattr(model, "render_samples", None)
-    paths = render(samples, out) if render else [save_grid(samples, out / "grid.png")]
-    if frames and hasattr(model, "render_frames"):
-        paths += model.render_frames(frames, out, gif=args.gif)
+    paths = save_samples(model.present(samples), out / "samples.png")
+    if frames and model.data_kind == "points":  # the reverse process: trajectories (and a GIF)
+        paths.append(trajectory_plot([(frames, "reverse trajectories")], out / "reverse_trajectories.png"))
+        if args.gif:
+            paths.append(points_gif(frames, out / "reverse_process.gif"))
     for p in paths:
         if p.suffix == ".txt":
             print(p.read_text().rstrip())

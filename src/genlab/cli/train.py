@@ -6,9 +6,10 @@ import dataclasses
 from pathlib import Path
 
 from ..errors import GenlabError
+from ..figures.artifacts import has_artifacts, save_artifacts
 from ..models import load_all
 from ..train import TrainConfig, train
-from ..train.checkpoint import read_config
+from ..train.checkpoint import WEIGHTS, read_config
 from ..train.loop import check_config
 from .common import add_data_flags, load_data
 from .options import DATA_FILLED, add_dataclass_flags, load_config_file, merge
@@ -89,6 +90,8 @@ def run(args) -> int:
     n_params = sum(p.numel() for p in model.parameters())
     shape = f" of {data.channels}x{data.image_size}x{data.image_size}" if data.kind == "image" else ""
     print(f"{args.family}: {n_params / 1e6:.2f}M parameters; {data.name}: {len(data)} items{shape}; run folder {out}")
+    if not args.resume and (out / WEIGHTS).exists():  # train() says so too, in Python's words
+        raise GenlabError(f"{out} already holds a trained run; pass --resume to continue it or choose another --out")
     result = train(model, data, train_cfg, out, resume=args.resume, meta={"subset": args.subset})
     if result.stopped == "interrupted":
         return 130
@@ -127,13 +130,11 @@ def eval_and_artifacts(result, args, out: Path) -> None:
     from ..train import distributed as dist
 
     model = result.sampling_model
-    if not dist.is_main() or not hasattr(model, "save_artifacts"):
+    if not dist.is_main() or not has_artifacts(model):
         return
     try:
         test = load_data(args, args.dataset, "test")
     except GenlabError:
         test = load_data(args, args.dataset, "train")
-    model.eval()
-    paths = model.save_artifacts(test, out)
-    for p in paths or []:
+    for p in save_artifacts(model.eval(), test, out):
         print(f"wrote {p}")

@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import torch
 
 from ..diffusion.schedules import make_schedule
 from ..errors import GenlabError
-from ..viz.diffusion import forward_panel, schedule_plot
+from ..figures.diffusion import forward_panel, schedule_plot
+from . import visualize_discrete, visualize_latent, visualize_samplers, visualize_toy2d
 from .common import add_data_flags, generator, load_data
 
-# extra `visualize` kinds contributed by model families: name -> (module, help)
-EXTRA_KINDS = {
-    "reconstructions": ("genlab.viz.latent", "AE/VAE/HVAE: inputs above their reconstructions"),
-    "interpolation": ("genlab.viz.latent", "AE/VAE/HVAE: decoded latent interpolation between test images"),
-    "latent-scatter": ("genlab.viz.latent", "AE/VAE/HVAE: latent means coloured by class (PCA when >2-D)"),
-    "prior-samples": ("genlab.viz.latent", "VAE/HVAE: samples from the prior"),
-    "kl-per-dim": ("genlab.viz.latent", "VAE/HVAE: KL per latent dimension (posterior collapse)"),
-    "kl-sweep": ("genlab.viz.latent", "VAE: train at several KL weights (or compare vae/hvae --checkpoints a,b)"),
-    "hvae-layers": ("genlab.viz.latent", "HVAE: the z2-fixed grid (z2 per row, z1 resampled)"),
-    "class-grid": ("genlab.viz.samplers", "conditional diffusion: one row of samples per class"),
-    "guidance-sweep": ("genlab.viz.samplers", "conditional diffusion: samples at several guidance scales"),
-    "sampler-grid": ("genlab.viz.samplers", "diffusion: ddpm/ddim/dpmpp from the same initial noise"),
-    "ddim-interpolation": ("genlab.viz.samplers", "diffusion: DDIM decodes of slerp between two noises"),
-    "inversion": ("genlab.viz.samplers", "diffusion: image -> DDIM inversion -> the same image"),
-    "inpainting": ("genlab.viz.samplers", "diffusion: fill a masked region (replacement / RePaint)"),
-    "guidance-curve": ("genlab.viz.samplers", "conditional diffusion: FID / accuracy / precision-recall vs guidance"),
-    "toy-forward": ("genlab.viz.toy2d", "toy 2-D data through the forward process"),
-    "toy-diffusion": ("genlab.viz.toy2d", "toy 2-D diffusion: samples vs data and reverse trajectories"),
-    "toy-t-sweep": ("genlab.viz.toy2d", "toy 2-D diffusion: sample quality vs number of steps T"),
-    "discrete-forward": ("genlab.viz.discrete", "discrete diffusion: one sequence through the forward process"),
-    "discrete-reverse": ("genlab.viz.discrete", "discrete diffusion: the reverse process step by step"),
-}
+# the other kinds, one module each: name -> help text in module.KINDS, parser from module.add_visualize_parser
+KIND_MODULES = (visualize_latent, visualize_samplers, visualize_toy2d, visualize_discrete)
 
 
 def _timesteps(text: str) -> list[int]:
@@ -62,14 +42,9 @@ def add_parser(sub) -> None:
     s.add_argument("--out", default="schedules.png")
     s.set_defaults(func=lambda a: print(f"wrote {schedule_plot(a.T, a.out)}") or 0)
 
-    for name, (module, help_text) in EXTRA_KINDS.items():
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError:
-            continue
-        adder = getattr(mod, "add_visualize_parser", None)
-        if adder is not None:
-            adder(kinds, name, help_text)
+    for module in KIND_MODULES:
+        for name, help_text in module.KINDS.items():
+            module.add_visualize_parser(kinds, name, help_text)
 
 
 def run_forward(args) -> int:

@@ -12,18 +12,8 @@ local copies found via data_dir / $GENLAB_DATA_DIR), image_folder, shapes,
 toy2d. Other modules add theirs with `register_dataset`.
 """
 
-import importlib
-
+# importing a dataset module registers its datasets
+from . import cifar, idx, image_folder, shapes, toy2d, words  # noqa: F401,E402
 from .base import BatchLoader, TensorDataset, to_float_image, to_uint8_image  # noqa: F401
 from .registry import (DATASETS, convert_channels, format_datasets_table, list_datasets,  # noqa: F401
                        load_dataset, register_dataset, resize_images)
-
-# modules that register datasets on import; one that does not exist is simply not offered
-_DATASET_MODULES = ["idx", "cifar", "image_folder", "shapes", "toy2d", "words"]
-
-for _name in _DATASET_MODULES:
-    try:
-        importlib.import_module(f"{__name__}.{_name}")
-    except ModuleNotFoundError as e:
-        if e.name != f"{__name__}.{_name}":
-            raise

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import GenlabError
+from ..errors import ParamError
+from ..pixels import to_float_image, to_uint8_image  # noqa: F401  (re-exported: genlab.data.base)
 
 
 @dataclass
@@ -81,17 +82,9 @@ class TensorDataset:
     def batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {k: v[index] for k, v in self.tensors.items()}
         out["x"] = decode(self.kind, out["x"])
+        if "image" in out:  # an image condition (InstructPix2Pix, Pix2Pix) is stored and decoded like x
+            out["image"] = decode("image", out["image"])
         return out
-
-
-def to_float_image(x: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float [-1, 1] (the convention of every model here)."""
-    return x.float().div_(127.5).sub_(1.0)
-
-
-def to_uint8_image(x: torch.Tensor) -> torch.Tensor:
-    """float [-1, 1] -> uint8 [0, 255], clamped and rounded."""
-    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 def decode(kind: str, x: torch.Tensor) -> torch.Tensor:
@@ -111,15 +104,15 @@ class BatchLoader:
                  drop_last: bool = True, seed: int = 0, hflip: bool = False,
                  device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1):
         if batch_size <= 0:
-            raise GenlabError(f"batch size must be positive, got {batch_size}")
+            raise ParamError("batch_size", f"must be positive, got {batch_size}")
         self.data, self.batch_size, self.shuffle = data, batch_size, shuffle
         self.drop_last, self.seed, self.hflip = drop_last, seed, hflip
         self.device, self.rank, self.world_size = torch.device(device), rank, world_size
         self.epoch = 0
         n = len(data) // world_size
         if n == 0 or (drop_last and n < batch_size):
-            raise GenlabError(f"dataset {data.name} has {len(data)} items, fewer than one batch of "
-                              f"{batch_size} per process; lower --batch-size")
+            raise ParamError("batch_size", f"{batch_size} is more than dataset {data.name} holds per process "
+                             f"({n} of its {len(data)} items); lower it")
 
     def __len__(self) -> int:
         n = len(self.data) // self.world_size
@@ -144,5 +137,6 @@ class BatchLoader:
             batch = self.data.batch(idx)
             if self.hflip and self.data.kind == "image":
                 flip = flips[b, : len(idx), None, None, None]
-                batch["x"] = torch.where(flip, batch["x"].flip(-1), batch["x"])
+                for k in ("x", "image") if "image" in batch else ("x",):  # an image condition flips with x
+                    batch[k] = torch.where(flip, batch[k].flip(-1), batch[k])
             yield {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}

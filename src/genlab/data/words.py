@@ -103,7 +103,7 @@ def words_path(data_dir=None, path: str | None = None) -> Path:
     if path is not None:
         p = Path(path).expanduser()
         if not p.is_file():
-            raise DataError(f"word list {p} not found; give --path a text file with one word per line")
+            raise DataError(f"word list {p} not found; pass path=<a text file with one word per line>")
         return p
     p = find_file((WORDS_FILE,), (WORDS_FOLDER,), search_roots(data_dir))
     if p is None:
@@ -245,3 +245,40 @@ for _base in ("mnist", "fashion_mnist", "shapes"):
     register_dataset(f"{_base}-tokens", _image_tokens_loader(_base, 4),
                      f"{_base} pixels quantised to k grey levels (option levels, default 4) as token grids",
                      kind="tokens")
+
+
+def parse_pattern(pattern: str, alphabet: str, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """An infilling pattern -> (tokens, fixed_mask) of one row of length seq_len.
+
+    Letters are fixed, '_' is a free letter position, and the word ends where the
+    pattern ends (the padding is fixed too) unless the pattern ends with '*', which
+    leaves every later position free. "c__t" -> four-letter words c?? t.
+    """
+    pattern = pattern.replace(" ", "").lower()
+    open_end = pattern.endswith("*")
+    body = pattern[:-1] if open_end else pattern
+    if not body and not open_end:
+        raise GenlabError("the pattern is empty; give letters and '_' (e.g. c__t), or '*' for any word")
+    if len(body) > seq_len:
+        raise GenlabError(f"pattern {pattern!r} is longer than the model's seq_len {seq_len}")
+    bad = sorted(set(body) - set(alphabet) - {"_"})
+    if bad or "*" in body:
+        raise GenlabError(f"pattern {pattern!r} has characters outside the alphabet: {''.join(bad) or '*'}; "
+                          f"use letters, '_' for a free position and a final '*' for a free ending")
+    tokens = torch.zeros(seq_len, dtype=torch.long)
+    fixed = torch.zeros(seq_len, dtype=torch.bool)
+    for i, c in enumerate(body):
+        if c != "_":
+            tokens[i] = alphabet.index(c) + 1
+            fixed[i] = True
+    if not open_end:
+        fixed[len(body):] = True  # padding after the pattern: the word has exactly this length
+    return tokens, fixed
+
+
+def pattern_letters(pattern: str, seq_len: int) -> torch.Tensor:
+    """(seq_len,) bool: the '_' positions of a pattern, which must become letters (never padding)."""
+    body = pattern.replace(" ", "").rstrip("*")
+    where = torch.zeros(seq_len, dtype=torch.bool)
+    where[: len(body)] = torch.tensor([c == "_" for c in body], dtype=torch.bool)
+    return where

@@ -5,8 +5,8 @@ from .gaussian import (  # noqa: F401
     diffusion_loss,
     p_mean_variance,
     p_sample,
-    p_sample_loop,
     predict_x0,
     q_posterior,
     q_sample,
 )
+from .ddpm import p_sample_loop  # noqa: F401  (DDPM Algorithm 2, the DDPM sampler's loop)

@@ -34,6 +34,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .. import rng
 from ..errors import GenlabError
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
@@ -270,7 +271,7 @@ def sample_times(n: int, device, generator: torch.Generator | None = None, t_min
     """
     r = _rand((), generator, device)
     u = (r + torch.arange(n, device=device)) / n
-    u = u[torch.randperm(n, generator=generator, device="cpu" if generator is None else generator.device).to(device)]
+    u = u[rng.randperm(n, generator, device)]
     u = 1 - u  # (0, 1]: never exactly 0, where the ELBO weight is infinite
     return t_min + (1 - t_min) * u
 
@@ -492,15 +493,11 @@ def maskgit_sample(process: DiscreteProcess, denoise: Denoiser, n: int, seq_len:
 # gives the same samples on every device.
 
 def _rand(shape, generator, device) -> torch.Tensor:
-    if generator is None:
-        return torch.rand(shape, device=device)
-    return torch.rand(shape, generator=generator, device=generator.device).to(device)
+    return rng.rand(shape, generator, device)
 
 
 def _randint(high, shape, generator, device) -> torch.Tensor:
-    if generator is None:
-        return torch.randint(high, shape, device=device)
-    return torch.randint(high, shape, generator=generator, device=generator.device).to(device)
+    return rng.randint(0, high, shape, generator, device)
 
 
 def _gumbel(shape, generator, device) -> torch.Tensor:

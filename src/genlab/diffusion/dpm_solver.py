@@ -18,12 +18,13 @@ i.e. x0 extrapolated linearly in lambda from the last two network calls: one
 call per step, error O(h^2) per unit time against DDIM's O(h) (the first-order
 update above *is* the eta = 0 DDIM step).
 
-The last two steps are first order ("lower-order final" of the reference
-implementation): the step into t = 0 spans a much longer lambda interval than
-the one before it (abar_0 ~ 1, so lambda_0 is large), r_i is then small and
-the extrapolation 1 / (2 r_i) amplifies the error instead of cancelling it;
-and the step from t = 0 to clean data (sigma = 0, lambda = inf) simply returns
-the last x0.
+The last step is first order ("lower-order final" of the reference implementation;
+diffusers' DPMSolverMultistepScheduler with final_sigmas_type "zero"): the step to
+clean data (sigma = 0, lambda = inf) simply returns the last x0. When the timesteps
+end at t = 0 (uniform and quadratic spacing; trailing stops at T / S - 1) the step
+into t = 0 is first order too: it spans a much longer lambda interval than the one
+before it (abar_0 ~ 1, so lambda_0 is large), r_i is then small and the
+extrapolation 1 / (2 r_i) amplifies the error instead of cancelling it.
 """
 
 from __future__ import annotations
@@ -32,11 +33,8 @@ import math
 
 import torch
 
-from ..errors import GenlabError
-from .ddim import _call, abar, ddim_timesteps, frame_steps, model_x0_eps
-from .samplers import register_sampler
-from .schedules import NoiseSchedule
-
+from .sampling import Sampler, State, register_sampler, sample_loop
+from .schedules import NoiseSchedule, abar
 
 def alpha_sigma_lambda(schedule: NoiseSchedule, t: int) -> tuple[float, float, float]:
     """(alpha_t, sigma_t, lambda_t) with t = -1 meaning clean data (1, 0, +inf)."""
@@ -68,35 +66,34 @@ def dpmpp_2m_step(schedule: NoiseSchedule, x: torch.Tensor, x0: torch.Tensor, t:
     return (s_n / s_t) * x - a_n * math.expm1(-h) * d
 
 
+@register_sampler
+class DPMSolverPP(Sampler):
+    """DPM-Solver++(2M): one network call per step, x0 of the step before kept in the state."""
+
+    name = "dpmpp"
+    default_steps = 20
+
+    def init_state(self, schedule: NoiseSchedule, timesteps: list[int]) -> State:
+        state = super().init_state(schedule, timesteps)
+        state.x0_prev, state.t_prev = None, None
+        # lower-order final (see the module docstring)
+        state.first_order_into = 0 if timesteps[-1] == 0 else None
+        return state
+
+    def step(self, denoise, x: torch.Tensor, t: int, t_next: int, state: State,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        x0, _ = denoise(x, t)
+        x0_prev = None if t_next == state.first_order_into else state.x0_prev
+        x = dpmpp_2m_step(state.schedule, x, x0, t, t_next, x0_prev, state.t_prev)
+        state.x0_prev, state.t_prev = x0, t
+        return x
+
+
 def dpmpp_sample_loop(schedule: NoiseSchedule, model, shape, steps: int = 20, y=None, prediction: str = "eps",
                       spacing: str = "uniform", clip: bool = True, generator: torch.Generator | None = None,
-                      device="cpu", x_T: torch.Tensor | None = None, return_intermediates: int = 0,
+                      device=None, x_T: torch.Tensor | None = None, return_intermediates: int = 0,
                       progress=None):
     """Sample with `steps` DPM-Solver++(2M) steps (one network call each); deterministic given x_T."""
-    ts = ddim_timesteps(schedule.T, steps, spacing)
-    x = torch.randn(shape, generator=generator, device=device) if x_T is None else x_T.to(device)
-    keep = frame_steps(len(ts), return_intermediates)
-    frames = [x.clone()] if return_intermediates else []
-    x0_prev, t_prev = None, None
-    for i, t in enumerate(ts):
-        t_next = ts[i + 1] if i + 1 < len(ts) else -1
-        x0, _ = model_x0_eps(schedule, _call(model, x, t, y), x, t, prediction, clip)
-        if t_next == ts[-1]:  # lower-order final (see the module docstring)
-            x0_prev = None
-        x = dpmpp_2m_step(schedule, x, x0, t, t_next, x0_prev, t_prev)
-        x0_prev, t_prev = x0, t
-        if i + 1 in keep:
-            frames.append(x.clone())
-        if progress is not None:
-            progress(1)
-    return (x, frames) if return_intermediates else x
-
-
-@register_sampler("dpmpp", default_steps=20)
-def dpmpp(schedule, model, shape, *, steps=20, y=None, prediction="eps", eta=0.0, spacing="uniform", clip=True,
-          generator=None, device="cpu", x_T=None, return_intermediates=0, progress=None):
-    if eta:
-        raise GenlabError(f"the dpmpp sampler is deterministic; --eta {eta} applies to --sampler ddim only")
-    return dpmpp_sample_loop(schedule, model, shape, steps=steps, y=y, prediction=prediction, spacing=spacing,
-                             clip=clip, generator=generator, device=device, x_T=x_T,
-                             return_intermediates=return_intermediates, progress=progress)
+    return sample_loop(schedule, model, shape, DPMSolverPP(), steps, spacing, y=y, prediction=prediction, clip=clip,
+                       generator=generator, device=device, x_T=x_T, return_intermediates=return_intermediates,
+                       progress=progress)

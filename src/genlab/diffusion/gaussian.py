@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from .. import rng
 from .schedules import NoiseSchedule, extract
 
 Denoiser = Callable[..., torch.Tensor]
@@ -44,6 +45,23 @@ def predict_eps(s: NoiseSchedule, xt: torch.Tensor, t: torch.Tensor, x0: torch.T
     """The noise implied by x_t and an x_0 estimate (Eq. 4 solved for eps)."""
     ab = extract(s.alphas_cumprod, t, xt.ndim)
     return (xt - ab.sqrt() * x0) / (1 - ab).sqrt()
+
+
+def model_x0_eps(s: NoiseSchedule, model_output: torch.Tensor, x_t: torch.Tensor, t: int,
+                 prediction: str = "eps", clip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x0, eps) estimates from the network output at (x_t, t), whatever it predicts.
+
+    With clip, x0 is clamped to the data range [-1, 1] and eps is recomputed from
+    the clamped x0 (so that x_t = sqrt(abar) x0 + sqrt(1 - abar) eps still holds,
+    as in DDPM's clipped posterior mean).
+    """
+    tt = torch.full((x_t.shape[0],), t, device=x_t.device, dtype=torch.long)
+    x0 = predict_x0(s, x_t, tt, model_output, prediction)
+    if clip:
+        x0 = x0.clamp(-1, 1)
+    if prediction == "eps" and not clip:
+        return x0, model_output
+    return x0, predict_eps(s, x_t, tt, x0)
 
 
 def diffusion_loss(s: NoiseSchedule, model: Denoiser, x0: torch.Tensor, t: torch.Tensor | None = None,
@@ -86,6 +104,21 @@ def p_mean_variance(s: NoiseSchedule, model: Denoiser, xt: torch.Tensor, t: torc
     return mean, var, x0
 
 
+def ddpm_step(s: NoiseSchedule, x0: torch.Tensor, xt: torch.Tensor, t: int, variance: str = "small",
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """x_{t-1} = mu~_t(x_t, x0) + sigma_t z: the posterior of Eq. 7 at the estimate x0  (DDPM, Algorithm 2, line 4).
+
+    variance "small": sigma_t^2 = beta~_t (posterior variance); "large": beta_t (DDPM Sec. 3.2).
+    No noise is added at the last step (t = 0).
+    """
+    tt = torch.full((xt.shape[0],), t, device=xt.device, dtype=torch.long)
+    mean, _ = q_posterior(s, x0, xt, tt)
+    if t == 0:
+        return mean
+    var = extract(s.posterior_variance if variance == "small" else s.betas, tt, xt.ndim)
+    return mean + var.sqrt() * rng.randn(xt.shape, generator, xt.device, xt.dtype)
+
+
 def p_sample(s: NoiseSchedule, model: Denoiser, xt: torch.Tensor, t: int, y=None, prediction: str = "eps",
              variance: str = "small", clip: bool = True, generator: torch.Generator | None = None):
     """One ancestral step x_t -> x_{t-1} = mu_theta + sigma_t z  (DDPM, Algorithm 2, line 4).
@@ -93,28 +126,5 @@ def p_sample(s: NoiseSchedule, model: Denoiser, xt: torch.Tensor, t: int, y=None
     Returns (x_{t-1}, x0_estimate). No noise is added at the last step (t = 0).
     """
     tt = torch.full((xt.shape[0],), t, device=xt.device, dtype=torch.long)
-    mean, var, x0 = p_mean_variance(s, model, xt, tt, y, prediction, variance, clip)
-    if t == 0:
-        return mean, x0
-    z = torch.randn(xt.shape, generator=generator, device=xt.device, dtype=xt.dtype)
-    return mean + var.sqrt() * z, x0
-
-
-def p_sample_loop(s: NoiseSchedule, model: Denoiser, shape, y=None, prediction: str = "eps",
-                  variance: str = "small", clip: bool = True, generator: torch.Generator | None = None,
-                  device="cpu", x_T: torch.Tensor | None = None, return_intermediates: int = 0, progress=None):
-    """Algorithm 2 of DDPM: x_T ~ N(0, I), then T ancestral steps down to x_0.
-
-    return_intermediates=k > 1 also returns k snapshots of x_t evenly spaced in t
-    (x_T first, the final x_0 last), for strips and GIFs.
-    """
-    x = torch.randn(shape, generator=generator, device=device) if x_T is None else x_T
-    keep = set(torch.linspace(s.T - 1, 0, return_intermediates).round().long().tolist()) if return_intermediates else set()
-    frames = [x.clone()] if return_intermediates else []
-    for t in reversed(range(s.T)):
-        x, _ = p_sample(s, model, x, t, y, prediction, variance, clip, generator)
-        if t in keep and t != s.T - 1:
-            frames.append(x.clone())
-        if progress is not None:
-            progress(1)
-    return (x, frames) if return_intermediates else x
+    _, _, x0 = p_mean_variance(s, model, xt, tt, y, prediction, variance, clip)
+    return ddpm_step(s, x0, xt, t, variance, generator), x0

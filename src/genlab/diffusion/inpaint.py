@@ -15,10 +15,15 @@ forth: after each step x_s is re-noised to x_t ~ q(x_t | x_s) =
 N(sqrt(abar_t / abar_s) x_s, (1 - abar_t / abar_s) I) (RePaint Eq. 9, for
 any pair of timesteps) and the step is redone, r times, which lets the two
 parts harmonise. Cost: steps x resample network calls (progress is called once per call).
+
+`RePaint` is the hook samplers.sample_loop calls at every step, so any sampler can
+fill in (`inpaint` uses DDIM with eta; eta = 1 over all T steps is RePaint's DDPM);
+a multistep sampler redoes each step from the same history.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -26,9 +31,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import GenlabError
-from .ddim import _call, abar, check_eta, ddim_step, ddim_timesteps, frame_steps
-from .schedules import NoiseSchedule
+from .. import rng
+from ..errors import GenlabError, ParamError
+from .ddim import DDIM
+from .sampling import Sampler, State, sample_loop
+from .schedules import NoiseSchedule, abar
 
 MASK_PRESETS = ("left", "right", "top", "bottom", "center", "box", "random")
 
@@ -75,7 +82,7 @@ def load_mask(spec: str, n: int, image_size: int, generator: torch.Generator | N
         return mask_preset(spec, n, image_size, generator, ratio)
     path = Path(spec)
     if not path.exists():
-        raise GenlabError(f"--mask '{spec}' is neither a preset ({', '.join(MASK_PRESETS)}) nor an existing "
+        raise ParamError("mask", f"'{spec}' is neither a preset ({', '.join(MASK_PRESETS)}) nor an existing "
                           "PNG file")
     try:
         with Image.open(path) as im:
@@ -94,7 +101,7 @@ def renoise(schedule: NoiseSchedule, x_s: torch.Tensor, s: int, t: int,
 
     s = -1 (clean data) gives q(x_t | x_0)."""
     ratio = abar(schedule, t) / abar(schedule, s)
-    z = torch.randn(x_s.shape, generator=generator, device=x_s.device, dtype=x_s.dtype)
+    z = rng.randn(x_s.shape, generator, x_s.device, x_s.dtype)
     return math.sqrt(ratio) * x_s + math.sqrt(1 - ratio) * z
 
 
@@ -104,43 +111,51 @@ def known_at(schedule: NoiseSchedule, x0: torch.Tensor, s: int,
     if s < 0:
         return x0
     a = abar(schedule, s)
-    z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    z = rng.randn(x0.shape, generator, x0.device, x0.dtype)
     return math.sqrt(a) * x0 + math.sqrt(1 - a) * z
+
+
+class RePaint:
+    """Known pixels x_known where mask == 1; each reverse step t -> s done `resample` times (RePaint Eqs. 8-9)."""
+
+    def __init__(self, schedule: NoiseSchedule, x_known: torch.Tensor, mask: torch.Tensor, resample: int = 1):
+        if resample < 1:
+            raise ParamError("resample", f"must be at least 1, got {resample}")
+        self.schedule, self.x_known, self.resample = schedule, x_known, resample
+        self.mask = mask.to(device=x_known.device, dtype=x_known.dtype).expand_as(x_known)
+
+    def step(self, sampler: Sampler, denoise, x: torch.Tensor, t: int, s: int, state: State,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        for u in range(self.resample):
+            redo = copy.copy(state)  # every round starts from the history before this step
+            # 1. known pixels: a fresh sample of q(x_s | x_0) (Eq. 8, left)
+            known = known_at(self.schedule, self.x_known, s, generator)
+            # 2. unknown pixels: one reverse step x_t -> x_s (Eq. 8, middle)
+            unknown = sampler.step(denoise, x, t, s, redo, generator)
+            # 3. combine (Eq. 8, right)
+            x_s = self.mask * known + (1 - self.mask) * unknown
+            # 4. RePaint: jump back to t and redo the step, except after the last round (Eq. 9)
+            x = renoise(self.schedule, x_s, s, t, generator) if u < self.resample - 1 else x_s
+        state.__dict__.update(redo.__dict__)
+        return x
+
+    def paste(self, x: torch.Tensor) -> torch.Tensor:
+        """The known pixels exactly as given."""
+        return self.mask * self.x_known + (1 - self.mask) * x
 
 
 def inpaint(schedule: NoiseSchedule, model, x_known: torch.Tensor, mask: torch.Tensor, steps: int | None = None,
             y=None, prediction: str = "eps", eta: float = 1.0, spacing: str = "uniform", resample: int = 1,
             clip: bool = True, generator: torch.Generator | None = None, return_intermediates: int = 0,
-            progress=None):
+            progress=None, sampler: Sampler | None = None):
     """Fill in the pixels where mask == 0 of x_known (N,C,H,W in [-1, 1]).
 
-    steps: reverse steps (default all T, DDPM-style); eta: noise of each step
-    (1 = ancestral, 0 = deterministic DDIM); resample: RePaint's r (1 = replacement).
+    steps: reverse steps (default all T, as RePaint); eta: noise of each DDIM step
+    (1 = ancestral, 0 = deterministic); resample: RePaint's r (1 = replacement);
+    sampler: another sampler object instead of DDIM(eta).
     Known pixels of the result are exactly those of x_known.
     """
-    if resample < 1:
-        raise GenlabError(f"--resample must be at least 1, got {resample}")
-    check_eta(eta)
-    device = x_known.device
-    mask = mask.to(device=device, dtype=x_known.dtype).expand_as(x_known)
-    ts = ddim_timesteps(schedule.T, steps or schedule.T, spacing)
-    x = torch.randn(x_known.shape, generator=generator, device=device)
-    keep = frame_steps(len(ts), return_intermediates)
-    frames = [x.clone()] if return_intermediates else []
-    for i, t in enumerate(ts):
-        s = ts[i + 1] if i + 1 < len(ts) else -1
-        for u in range(resample):
-            # 1. known pixels: a fresh sample of q(x_s | x_0) (Eq. 8, left)
-            known = known_at(schedule, x_known, s, generator)
-            # 2. unknown pixels: one reverse step x_t -> x_s (Eq. 8, middle)
-            unknown, _ = ddim_step(schedule, _call(model, x, t, y), t, s, x, eta, prediction, clip, generator)
-            # 3. combine (Eq. 8, right)
-            x_s = mask * known + (1 - mask) * unknown
-            # 4. RePaint: jump back to t and redo the step, except after the last round (Eq. 9)
-            x = renoise(schedule, x_s, s, t, generator) if u < resample - 1 else x_s
-            if progress is not None:
-                progress(1)
-        if i + 1 in keep:
-            frames.append(x.clone())
-    x = mask * x_known + (1 - mask) * x
-    return (x, frames) if return_intermediates else x
+    repaint = RePaint(schedule, x_known, mask, resample)
+    return sample_loop(schedule, model, x_known.shape, sampler or DDIM(eta), steps or schedule.T, spacing, y=y,
+                       prediction=prediction, clip=clip, generator=generator, device=x_known.device,
+                       return_intermediates=return_intermediates, progress=progress, repaint=repaint)

@@ -1,62 +1,55 @@
-"""One interface over every sampler: `sample(schedule, model, shape, sampler=..., steps=...)`.
+"""Every Gaussian-diffusion sampler, by name: `sample(schedule, model, shape, sampler=..., steps=...)`.
 
-A sampler is a function (schedule, model, shape, *, steps, y, prediction, eta,
-generator, device, x_T, return_intermediates, progress) -> x0 or (x0, frames).
-`ddpm` is ancestral sampling over all T steps (DDPM, Algorithm 2); faster ones
-register themselves here.
+The interface and the loop are in sampling.py; each sampler is one file that
+registers itself (`@register_sampler`), imported here:
+
+    ddpm     ancestral, all T steps          (Ho et al. 2020, Algorithm 2)            ddpm.py
+    ddim     Eq. 12 with noise eta in [0, 1] (Song et al. 2021)                       ddim.py
+    dpmpp    DPM-Solver++(2M)                (Lu et al. 2022, Algorithm 2)            dpm_solver.py
+    euler    Euler on the probability-flow ODE (Karras et al. 2022, Algorithm 1)      euler.py
+    heun     Heun, 2 network calls per step  (Karras et al. 2022, Algorithm 1)        heun.py
+    euler_a  Euler ancestral                 (k-diffusion; = DDIM at eta = 1)         euler_ancestral.py
+
+Adding one is a file with a `Sampler` subclass (name, default_steps, step) and a
+line here; a test may also register one of its own.
 """
 
 from __future__ import annotations
 
-import importlib
+import torch
 
-from ..errors import GenlabError
-from . import gaussian
-
-SAMPLERS: dict = {}
-DEFAULT_STEPS = {"ddpm": None}
-
-
-def register_sampler(name: str, default_steps: int | None = None):
-    def deco(fn):
-        SAMPLERS[name] = fn
-        DEFAULT_STEPS[name] = default_steps
-        return fn
-    return deco
-
-
-@register_sampler("ddpm")
-def ddpm(schedule, model, shape, *, steps=None, y=None, prediction="eps", eta=1.0, generator=None,
-         device="cpu", x_T=None, return_intermediates=0, progress=None, clip=True, spacing=None):
-    if steps not in (None, schedule.T):
-        raise GenlabError(f"the ddpm sampler runs all {schedule.T} steps; use --sampler ddim or dpmpp "
-                          f"for {steps} steps")
-    if spacing is not None:
-        raise GenlabError("--spacing applies to the ddim and dpmpp samplers, not ddpm")
-    return gaussian.p_sample_loop(schedule, model, shape, y=y, prediction=prediction, clip=clip, generator=generator,
-                                  device=device, x_T=x_T, return_intermediates=return_intermediates,
-                                  progress=progress)
-
-
-def _load_plugins():
-    for mod in ("ddim", "dpm_solver"):
-        try:
-            importlib.import_module(f"{__package__}.{mod}")
-        except ModuleNotFoundError as e:
-            if e.name != f"{__package__}.{mod}":
-                raise
+# each import registers its sampler; this order is available()'s (--sampler's help, the tests' lists)
+from . import ddpm, ddim, dpm_solver, euler, heun, euler_ancestral  # noqa: F401, I001
+from .sampling import (SAMPLERS, Denoise, Sampler, State, frame_steps, register_sampler,  # noqa: F401
+                       resolve_steps, sample_loop, sampler_class)
+from .schedules import NoiseSchedule
+from .timesteps import SPACINGS  # noqa: F401
 
 
 def available() -> list[str]:
-    _load_plugins()
     return list(SAMPLERS)
 
 
-def sample(schedule, model, shape, sampler: str = "ddpm", steps: int | None = None, **kw):
-    _load_plugins()
-    if sampler not in SAMPLERS:
-        raise GenlabError(f"unknown sampler '{sampler}'; choose one of: {', '.join(SAMPLERS)}")
-    steps = steps or (min(DEFAULT_STEPS[sampler], schedule.T) if DEFAULT_STEPS[sampler] else None)
-    if steps is not None and not 1 <= steps <= schedule.T:
-        raise GenlabError(f"--steps must be between 1 and the model's {schedule.T} timesteps, got {steps}")
-    return SAMPLERS[sampler](schedule, model, shape, steps=steps, **kw)
+def make_sampler(name: str, eta: float | None = None) -> Sampler:
+    """The sampler `name`, with DDIM's noise eta (the others refuse an eta other than 0 / None)."""
+    return sampler_class(name)(eta=eta)
+
+
+def default_steps() -> dict[str, int | None]:
+    """Each sampler's default number of timesteps (None: all T); resolve_steps applies them."""
+    return {name: cls.default_steps for name, cls in SAMPLERS.items()}
+
+
+def spacing_samplers() -> list[str]:
+    """The samplers that take --spacing."""
+    return [name for name, cls in SAMPLERS.items() if cls.spacings]
+
+
+def sample(schedule: NoiseSchedule, model, shape, sampler: str = "ddpm", steps: int | None = None, *,
+           eta: float | None = None, spacing: str | None = None, y=None, prediction: str = "eps", clip: bool = True,
+           generator: torch.Generator | None = None, device=None, x_T: torch.Tensor | None = None,
+           return_intermediates: int = 0, progress=None):
+    """x0 (or (x0, frames)) from `sampler` with `steps` timesteps (None: the sampler's default_steps)."""
+    return sample_loop(schedule, model, shape, make_sampler(sampler, eta), steps, spacing, y=y,
+                       prediction=prediction, clip=clip, generator=generator, device=device, x_T=x_T,
+                       return_intermediates=return_intermediates, progress=progress)

@@ -78,6 +78,22 @@ def make_schedule(name: str, T: int) -> NoiseSchedule:
     return NoiseSchedule(SCHEDULES[name](T))
 
 
+def abar(schedule: NoiseSchedule, t: int) -> float:
+    """alpha_bar_t as a Python float, with alpha_bar_{-1} = 1 (clean data, the target of a sampler's last step)."""
+    return 1.0 if t < 0 else float(schedule.alphas_cumprod[t])
+
+
+def ve_sigma(schedule: NoiseSchedule, t: int) -> float:
+    """sigma_t = sqrt((1 - abar_t) / abar_t): the noise level of x_t / sqrt(abar_t) = x_0 + sigma_t eps.
+
+    The variance-exploding view of the same process (Karras et al. 2022, "Elucidating the Design Space
+    of Diffusion-Based Generative Models", Sec. 2 and Table 1: s(t) = sqrt(abar), sigma = sqrt(1/abar - 1));
+    0 at t = -1 (clean data).
+    """
+    a = abar(schedule, t)
+    return math.sqrt((1 - a) / a)
+
+
 def extract(a: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.Tensor:
     """a[t] as float32 on t's device, shaped (N, 1, 1, ...) to broadcast over x."""
     out = a.to(t.device)[t].float()

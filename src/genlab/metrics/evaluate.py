@@ -17,14 +17,14 @@ two disjoint halves of the test split instead, when it is big enough.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import GenlabError
+from ..errors import GenlabError, ParamError
+from ..fmt import num
 from .features import (FeatureExtractor, RealFeatures, dataset_tag, feature_extractor, real_features,
                        stats_cache_path)
 from .fid import feature_stats, frechet_distance, kid, precision_recall
@@ -61,7 +61,7 @@ def evaluate_samples(samples: torch.Tensor, dataset: str, n: int | None = None,
     if n > len(samples):
         raise GenlabError(f"asked for n={n} but only {len(samples)} samples were given")
     if n <= max(k, 1):
-        raise GenlabError(f"n={n} is too small for the metrics (need more than k={k} samples); raise --n")
+        raise ParamError("n", f"must be more than k={k} for the metrics (precision/recall use k neighbours), got {n}")
     samples = samples[:n]
     if not torch.isfinite(samples).all():
         raise GenlabError("the samples contain NaN or inf: the model diverged or its sampler is broken")
@@ -172,8 +172,8 @@ def evaluate_model(model, dataset: str, n: int = 5000, batch_size: int = 250, se
     return evaluate_samples(samples, dataset, n, labels=labels, **eval_kwargs)
 
 
-def _num(v, fmt: str) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+def _num(v, spec: str) -> str:
+    return num(v, spec)
 
 
 def format_metrics(d: dict) -> str:

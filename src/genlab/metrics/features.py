@@ -25,9 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.base import to_float_image, to_uint8_image
-from ..errors import GenlabError
+from ..data.base import to_float_image
+from ..errors import GenlabError, ParamError
+from .extractor import FeatureExtractor
 from .fid import feature_stats
+from .inception import InceptionFeatures
 
 
 def genlab_home() -> Path:
@@ -104,50 +106,6 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-class FeatureExtractor:
-    """Images in [-1, 1] -> (features (N, d) float32, logits (N, K) or None), as numpy.
-
-    `name` says which network (shown beside every metric); `hash` identifies
-    its weights (keys the cache); `channels`/`image_size` are the input shape
-    it takes (None: any).
-    """
-
-    name: str = ""
-    hash: str = ""
-    channels: int | None = None
-    image_size: int | None = None
-    batch_size: int = 500
-
-    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        raise NotImplementedError
-
-    def check_shape(self, images: torch.Tensor) -> None:
-        if images.ndim != 4:
-            raise GenlabError(f"expected images of shape N,C,H,W, got {tuple(images.shape)}")
-        c, h, w = images.shape[1:]
-        if (self.channels is not None and c != self.channels) or \
-                (self.image_size is not None and (h, w) != (self.image_size, self.image_size)):
-            raise GenlabError(f"images are {c}x{h}x{w} but the feature network {self.name} takes "
-                              f"{self.channels}x{self.image_size}x{self.image_size}; evaluate with a classifier "
-                              f"trained at the samples' size (`genlab train classifier --image-size {h} "
-                              f"--channels {c} ...`)")
-
-    @torch.no_grad()
-    def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
-        self.check_shape(images)
-        feats, logits = [], []
-        for i in range(0, len(images), self.batch_size):
-            # round to 8-bit pixels, as real data is: a generated image and its saved PNG score the same
-            x = to_float_image(to_uint8_image(images[i : i + self.batch_size]))
-            f, lg = self._forward(x)
-            feats.append(f.float().cpu().numpy())
-            if lg is not None:
-                logits.append(lg.float().cpu().numpy())
-        d = feats[0].shape[1] if feats else 0
-        return (np.concatenate(feats) if feats else np.zeros((0, d), np.float32),
-                np.concatenate(logits) if logits else None)
-
-
 class ClassifierFeatures(FeatureExtractor):
     """Penultimate features and logits of a genlab classifier."""
 
@@ -176,8 +134,6 @@ def feature_extractor(dataset: str, channels: int | None = None, image_size: int
     """
     device = torch.device(device) if device is not None else default_device()
     if network == "inception":
-        from .inception import InceptionFeatures
-
         return InceptionFeatures(inception_weights, device)
     if network != "classifier":
         raise GenlabError(f"unknown feature network {network!r}; use 'classifier' or 'inception'")
@@ -241,8 +197,8 @@ def real_features(extractor: FeatureExtractor, dataset: str, split: str, n: int,
     if data.kind != "image" and not grid:
         raise GenlabError(f"dataset {dataset} holds {data.kind}, not images: image metrics do not apply")
     if n > len(data):
-        raise GenlabError(f"asked for n={n} but the {split} split of {dataset} has only {len(data)} "
-                          f"images; lower --n to at most {len(data)}")
+        raise ParamError("n", f"must be at most {len(data)}, the images in the {split} split of {dataset}, "
+                         f"got {n}")
     idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
     if grid:  # image tokens (binarised / quantised pixels): real images quantised the same way
         from ..data.words import tokens_to_images

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from ..errors import GenlabError
-from .features import FeatureExtractor
+from .extractor import FeatureExtractor
 
 WEIGHTS_ENV = "GENLAB_INCEPTION_WEIGHTS"
 WEIGHTS_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..errors import GenlabError
+from ..errors import ParamError
 from ..nn.conv import ConvDecoder, ConvEncoder
 from .base import GenerativeModel, register
 
@@ -43,9 +43,9 @@ class Autoencoder(GenerativeModel):
     def __init__(self, cfg: AEConfig):
         super().__init__(cfg)
         if cfg.recon_loss not in RECON_LOSSES:
-            raise GenlabError(f"unknown --recon-loss '{cfg.recon_loss}'; choose one of: {', '.join(RECON_LOSSES)}")
+            raise ParamError("recon_loss", f"'{cfg.recon_loss}' is unknown; choose one of: {', '.join(RECON_LOSSES)}")
         if cfg.latent_dim < 1:
-            raise GenlabError(f"--latent-dim must be >= 1, got {cfg.latent_dim}")
+            raise ParamError("latent_dim", f"must be >= 1, got {cfg.latent_dim}")
         self.encoder = ConvEncoder(cfg.channels, cfg.image_size, cfg.latent_dim, cfg.width, cfg.hidden)
         self.decoder = ConvDecoder(cfg.latent_dim, cfg.channels, cfg.image_size, cfg.width, cfg.hidden)
 
@@ -78,14 +78,3 @@ class Autoencoder(GenerativeModel):
         # MSE on the [0, 1] scale, the number people quote (and 10 log10(1 / mse) is the PSNR)
         mse01 = ((self._to_image(out.detach()) - x) * 0.5).pow(2).mean()
         return loss, {"mse": mse01}
-
-    def evaluate(self, data, n: int | None = None) -> dict[str, float]:
-        """Test reconstruction metrics: MSE (on [0, 1]), PSNR, SSIM, and the mean-image MSE baseline."""
-        from ..metrics.reconstruction import reconstruction_metrics
-
-        return reconstruction_metrics(self, data, n=n)
-
-    def save_artifacts(self, data, out_dir, generator=None) -> list:
-        from ..viz.latent import save_latent_artifacts
-
-        return save_latent_artifacts(self, data, out_dir, generator)

@@ -9,15 +9,14 @@ network and an explanation of its layers are in genlab.nn.classifier.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from ..data.base import TensorDataset
-from ..errors import GenlabError
+from ..errors import GenlabError, ParamError
 from ..nn.classifier import CNNClassifier
-from .base import GenerativeModel, config_from_dict, register
+from .base import GenerativeModel, register
 
 
 @dataclass
@@ -43,7 +42,7 @@ class Classifier(GenerativeModel):
     Config = ClassifierConfig
     data_kind = "image"
     default_dataset = "fashion_mnist"
-    # 5 epochs reach ~93% on Fashion-MNIST in under 3 CPU-minutes (BatchNorm makes channels_last pay on CPU)
+    # 5 epochs: accuracy and time in benchmarks/measurements.md (BatchNorm makes channels_last pay on CPU)
     train_defaults = {"epochs": 5, "lr": 3e-3, "lr_schedule": "cosine", "warmup_steps": 100,
                       "weight_decay": 0.05, "channels_last": "on", "sample_every": 0}
 
@@ -53,11 +52,12 @@ class Classifier(GenerativeModel):
             raise GenlabError(f"a classifier needs a labelled dataset with at least 2 classes, "
                               f"got num_classes={cfg.num_classes}")
         if not 0.0 <= cfg.label_smoothing < 1.0:
-            raise GenlabError(f"--label-smoothing must be in [0, 1), got {cfg.label_smoothing}")
+            raise ParamError("label_smoothing", f"must be in [0, 1), got {cfg.label_smoothing}")
         if not 0.0 <= cfg.dropout < 1.0:
-            raise GenlabError(f"--dropout must be in [0, 1), got {cfg.dropout}")
-        if not (cfg.width >= 1 and cfg.feature_dim >= 1):
-            raise GenlabError(f"--width and --feature-dim must be >= 1, got {cfg.width} and {cfg.feature_dim}")
+            raise ParamError("dropout", f"must be in [0, 1), got {cfg.dropout}")
+        for name in ("width", "feature_dim"):
+            if not getattr(cfg, name) >= 1:
+                raise ParamError(name, f"must be >= 1, got {getattr(cfg, name)}")
         self.net = CNNClassifier(cfg.channels, cfg.num_classes, cfg.image_size,
                                  cfg.width, cfg.feature_dim, cfg.dropout)
 
@@ -100,7 +100,7 @@ class Classifier(GenerativeModel):
         if (data.channels, data.image_size) != (self.cfg.channels, self.cfg.image_size):
             raise GenlabError(f"dataset {data.name} has {data.channels}x{data.image_size} px images but the "
                               f"classifier takes {self.cfg.channels}x{self.cfg.image_size}; "
-                              f"load it with the classifier's --image-size")
+                              f"load it at the classifier's image size")
         n = len(data) if n is None else min(n, len(data))
         sums, count = torch.zeros(2, dtype=torch.float64), 0
         for i in range(0, n, 1000):
@@ -119,65 +119,3 @@ class Classifier(GenerativeModel):
         k = self.cfg.num_classes
         pred = self.predict(data.batch(torch.arange(n))["x"]).cpu()
         return torch.bincount(data.y[:n] * k + pred, minlength=k * k).reshape(k, k)
-
-    def save_artifacts(self, data: TensorDataset, out_dir: Path, generator=None) -> list[Path]:
-        """confusion.png: where the classifier is wrong, on up to 10,000 items of data."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        if data.y is None:
-            return []
-        cm = self.confusion_matrix(data, 10_000).numpy()
-        k = len(cm)
-        names = data.classes if len(data.classes) == k else [str(i) for i in range(k)]
-        fig, ax = plt.subplots(figsize=(1.0 + 0.55 * k, 1.0 + 0.5 * k))
-        frac = cm / cm.sum(axis=1, keepdims=True).clip(min=1)
-        ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
-        for i in range(k):
-            for j in range(k):  # white text on dark cells only, so every count stays readable
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if frac[i, j] > 0.5 else "black")
-        ax.set_xticks(range(k), names, rotation=60, ha="right", fontsize=7)
-        ax.set_yticks(range(k), names, fontsize=7)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        acc = cm.trace() / max(cm.sum(), 1)
-        ax.set_title(f"{data.name}: accuracy {acc:.2%} on {cm.sum()} images", fontsize=8)
-        fig.tight_layout()
-        path = Path(out_dir) / "confusion.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return [path]
-
-
-def kfold_accuracy(data: TensorDataset, folds: int = 5, model_options: dict | None = None,
-                   train_cfg=None, seed: int = 0) -> dict:
-    """k-fold cross-validated test accuracy: train on k-1 folds, test on the held-out one.
-
-    For datasets with a single usable split (offline MNIST: only its 10k test
-    images). Folds are a fixed random partition (seed); returns the mean and
-    standard deviation over folds, and the per-fold accuracies.
-    """
-    from ..train import TrainConfig, train
-
-    if data.y is None:
-        raise GenlabError(f"dataset {data.name} has no labels to cross-validate a classifier on")
-    if not 2 <= folds <= len(data):
-        raise GenlabError(f"folds must be between 2 and the dataset size ({len(data)}), got {folds}")
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
-    parts = order.chunk(folds)
-    cfg = dict(channels=data.channels, image_size=data.image_size, num_classes=data.num_classes,
-               **(model_options or {}))
-    accs = []
-    for i in range(folds):
-        held = parts[i]
-        rest = torch.cat([p for j, p in enumerate(parts) if j != i])
-        torch.manual_seed(seed + i)
-        model = Classifier(config_from_dict(ClassifierConfig, cfg))
-        result = train(model, data.subset(rest), train_cfg or TrainConfig(progress=False))
-        accs.append(result.sampling_model.evaluate(data.subset(held))["accuracy"])
-    acc = torch.tensor(accs, dtype=torch.float64)
-    return {"accuracy": acc.mean().item(), "std": acc.std().item() if folds > 1 else 0.0, "folds": accs}

@@ -8,20 +8,25 @@ continuous-time weighting for the mask process) or the plain x0 cross-entropy.
 What `sample(n)` returns depends on the data the model was trained on:
 - image tokens (cfg.grid = (C, H, W)): images in [-1, 1], N,C,H,W, like every family;
 - text (words): the token ids, LongTensor (N, seq_len); `sample_text` gives strings,
-  `render_samples` writes them to a file (what the CLI calls to show samples).
+  `present` turns them into words, which genlab.viz.samples writes to a file.
+
+Its metrics are in genlab.metrics.text, its pictures in genlab.figures.discrete,
+the parsing of infilling patterns ("c__t") in genlab.data.words.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 import torch
 
 from ..data.base import TensorDataset
+from ..data.words import decode_words, parse_pattern, pattern_letters, show_tokens, tokens_to_images
 from ..diffusion import discrete as dd
-from ..errors import GenlabError
+from ..diffusion.guidance import classifier_free
+from ..errors import GenlabError, ParamError
+from ..nn.conditioning import drop_condition
 from ..nn.transformer import DenoisingTransformer
 from .base import GenerativeModel, register
 
@@ -107,7 +112,7 @@ class DiscreteDiffusion(GenerativeModel):
         if cfg.sampler not in SAMPLERS:
             raise GenlabError(f"unknown sampler '{cfg.sampler}'; choose one of: {', '.join(SAMPLERS)}")
         if cfg.sampler == "maskgit" and cfg.process != "absorbing":
-            raise GenlabError("the maskgit sampler needs --process absorbing")
+            raise ParamError("sampler", f"maskgit needs the absorbing process, not {cfg.process}")
         if cfg.seq_len < 1 or cfg.vocab_size < 2:
             raise GenlabError(f"need seq_len >= 1 and vocab_size >= 2, got {cfg.seq_len} and {cfg.vocab_size}")
         if cfg.grid and math.prod(cfg.grid) != cfg.seq_len:
@@ -116,11 +121,11 @@ class DiscreteDiffusion(GenerativeModel):
         if cfg.conditional and cfg.num_classes < 2:
             raise GenlabError("a conditional discrete model needs a dataset with class labels")
         if not 0 < cfg.temperature < math.inf:  # also NaN and inf
-            raise GenlabError(f"temperature must be positive (and finite), got {cfg.temperature}")
+            raise ParamError("temperature", f"must be positive (and finite), got {cfg.temperature}")
         if cfg.sample_steps < 0:
-            raise GenlabError(f"sample_steps must be >= 0 (0: the default), got {cfg.sample_steps}")
+            raise ParamError("sample_steps", f"must be >= 0 (0: the default), got {cfg.sample_steps}")
         if not 0 <= cfg.label_dropout <= 1:
-            raise GenlabError(f"label_dropout is a probability in [0, 1], got {cfg.label_dropout}")
+            raise ParamError("label_dropout", f"is a probability in [0, 1], got {cfg.label_dropout}")
         T = cfg.num_steps or 1000  # the chain of the uniform process's bound (absorbing: continuous time)
         self.process = dd.DiscreteProcess(cfg.process, cfg.vocab_size, cfg.D, cfg.mask if cfg.process == "absorbing"
                                           else None, cfg.schedule, T)
@@ -160,25 +165,19 @@ class DiscreteDiffusion(GenerativeModel):
         if guidance == 1.0:
             return
         if not self.num_classes:
-            raise GenlabError("--guidance needs a class-conditional checkpoint (train with --conditional); "
-                              "this one is unconditional")
+            raise ParamError("guidance", "needs a class-conditional checkpoint (train with --conditional); "
+                             "this one is unconditional")
         if not 0 <= guidance < math.inf:  # also NaN / inf
-            raise GenlabError(f"--guidance must be a number >= 0 (0: unconditional, 1: conditional), got {guidance}")
+            raise ParamError("guidance", f"must be a number >= 0 (0: unconditional, 1: conditional), got {guidance}")
 
     def denoiser(self, guidance: float = 1.0):
         """The network as a function (x_t, u, y) -> logits over the data tokens, with
         classifier-free guidance on the logits: uncond + w (cond - uncond)."""
 
-        def fn(x, u, y=None):
-            if y is None or guidance == 1.0 or not self.num_classes:
-                return self.net(x, u, y).float()
-            if guidance == 0.0:
-                return self.net(x, u, None).float()
-            null = torch.full_like(y, self.num_classes)
-            cond, uncond = self.net(torch.cat([x, x]), torch.cat([u, u]), torch.cat([y, null])).float().chunk(2)
-            return uncond + guidance * (cond - uncond)
+        def net(x, u, y=None):
+            return self.net(x, u, y).float()
 
-        return fn
+        return classifier_free(net, guidance if self.num_classes else 1.0, self.num_classes)
 
     # ------------------------------------------------------------------ training
     def loss(self, batch):
@@ -186,11 +185,7 @@ class DiscreteDiffusion(GenerativeModel):
         if not self._checked:  # one sync on the first batch: a foreign vocabulary fails clearly
             self.check_tokens(x0)
             self._checked = True
-        y = None
-        if self.num_classes:
-            y = batch["y"]
-            drop = torch.rand(y.shape, device=y.device) < self.cfg.label_dropout
-            y = torch.where(drop, torch.full_like(y, self.num_classes), y)
+        y = drop_condition(batch["y"], self.cfg.label_dropout, self.num_classes) if self.num_classes else None
         return dd.diffusion_loss(self.process, self.net, x0, y, objective=self.cfg.objective,
                                  num_steps=self.cfg.num_steps, ce_weight=self.cfg.ce_weight)
 
@@ -247,7 +242,7 @@ class DiscreteDiffusion(GenerativeModel):
         steps = steps or self.cfg.sample_steps or (min(64, self.cfg.seq_len) if self.is_image else self.cfg.seq_len)
         temperature = self.cfg.temperature if temperature is None else temperature
         if not 0 < temperature < math.inf:  # also NaN and inf: fail before any network call
-            raise GenlabError(f"temperature must be positive (and finite), got {temperature}")
+            raise ParamError("temperature", f"must be positive (and finite), got {temperature}")
         self.check_guidance(guidance)
         y = self._labels(n, y)
         fn = dd.p_sample_loop if sampler == "ancestral" else dd.maskgit_sample
@@ -288,25 +283,19 @@ class DiscreteDiffusion(GenerativeModel):
 
     # ------------------------------------------------------------------ text and images
     def tokens_to_images(self, tokens: torch.Tensor, show_masks: bool = False) -> torch.Tensor:
-        from ..data.words import tokens_to_images
-
         if not self.is_image:
             raise GenlabError("this model was trained on text, not image tokens")
         return tokens_to_images(tokens, tuple(self.cfg.grid), self.cfg.D, self.cfg.mask if show_masks else None)
 
     def decode_text(self, tokens: torch.Tensor) -> list[str | None]:
         """Token rows -> words (None where a row is not a well-formed word)."""
-        from ..data.words import decode_words
-
         self._need_text()
         return decode_words(tokens.cpu(), self.cfg.alphabet)
 
     def show_text(self, tokens: torch.Tensor) -> list[str]:
         """Token rows -> display strings: letters, '_' for [MASK], '.' for padding."""
-        from ..viz.discrete import TokenView
-
         self._need_text()
-        return TokenView.of(self.cfg).show(tokens)
+        return show_tokens(tokens.cpu(), self.cfg.alphabet, self.cfg.mask)
 
     def _need_text(self):
         if self.is_image or not self.cfg.alphabet:
@@ -322,44 +311,16 @@ class DiscreteDiffusion(GenerativeModel):
         return self.decode_text(tokens), self.show_text(tokens)
 
     def pattern_to_tokens(self, pattern: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """An infilling pattern -> (tokens, fixed_mask) of one row.
-
-        Letters are fixed, '_' is a free letter position, and the word ends where the
-        pattern ends (the padding is fixed too) unless the pattern ends with '*', which
-        leaves every later position free. "c__t" -> four-letter words c?? t.
-        """
+        """An infilling pattern ("c__t", "pre*") -> (tokens, fixed_mask) of one row (see data.words.parse_pattern)."""
         if self.is_image:
-            raise GenlabError("--pattern infills words, and this checkpoint generates image tokens; "
-                              "sample it without --pattern")
+            raise ParamError("pattern", "infills words, and this checkpoint generates image tokens; sample it "
+                             "without a pattern")
         self._need_text()
-        pattern = pattern.replace(" ", "").lower()
-        open_end = pattern.endswith("*")
-        body = pattern[:-1] if open_end else pattern
-        L = self.cfg.seq_len
-        if not body and not open_end:
-            raise GenlabError("the pattern is empty; give letters and '_' (e.g. c__t), or '*' for any word")
-        if len(body) > L:
-            raise GenlabError(f"pattern {pattern!r} is longer than the model's seq_len {L}")
-        bad = sorted(set(body) - set(self.cfg.alphabet) - {"_"})
-        if bad or "*" in body:
-            raise GenlabError(f"pattern {pattern!r} has characters outside the alphabet: {''.join(bad) or '*'}; "
-                              f"use letters, '_' for a free position and a final '*' for a free ending")
-        tokens = torch.zeros(L, dtype=torch.long)
-        fixed = torch.zeros(L, dtype=torch.bool)
-        for i, c in enumerate(body):
-            if c != "_":
-                tokens[i] = self.cfg.alphabet.index(c) + 1
-                fixed[i] = True
-        if not open_end:
-            fixed[len(body):] = True  # padding after the pattern: the word has exactly this length
-        return tokens, fixed
+        return parse_pattern(pattern, self.cfg.alphabet, self.cfg.seq_len)
 
     def pattern_letters(self, pattern: str) -> torch.Tensor:
         """(L,) bool: the '_' positions of a pattern, which must become letters (never padding)."""
-        body = pattern.replace(" ", "").rstrip("*")
-        where = torch.zeros(self.cfg.seq_len, dtype=torch.bool)
-        where[: len(body)] = torch.tensor([c == "_" for c in body], dtype=torch.bool)
-        return where
+        return pattern_letters(pattern, self.cfg.seq_len)
 
     @torch.no_grad()
     def infill(self, pattern: str, n: int = 8, generator: torch.Generator | None = None, **kwargs) -> list[str]:
@@ -371,155 +332,16 @@ class DiscreteDiffusion(GenerativeModel):
         words, shown = self._text_and_show(x)
         return [w if w is not None else s for w, s in zip(words, shown)]
 
-    # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
-    def evaluate(self, data: TensorDataset, n: int | None = None, passes: int = 4, num_samples: int = 500,
-                 steps: tuple = (1, 2, 4, 8, 16), seed: int = 0, orders: tuple = (3, 6),
-                 fid: bool = False) -> dict[str, float]:
-        """Test-split metrics.
-
-        bits_per_token: the negative ELBO / (L ln 2) on the first n sequences (given their
-        labels for a conditional model: a bound on -log p(x | y)). For words
-        also the unigram and n-gram references (fitted on the train split, same
-        sequences), and for each sampler and number of steps the fractions of
-        num_samples generated words that are memorised (in the train split), novel
-        real words, or non-words (orders: the n-gram references; 6 is about the best
-        on the word list). For image tokens with fid=True: FID/KID of samples
-        against the test images quantised the same way (genlab.metrics.evaluate_model;
-        features from the source image dataset's classifier).
-        """
-        x = data.x[:n] if n else data.x
-        y = data.y[:n] if (n and data.y is not None) else data.y
-        g = torch.Generator().manual_seed(seed)
-        nats = torch.cat([self.nelbo(x[i:i + 1000], None if y is None else y[i:i + 1000], passes, g).cpu()
-                          for i in range(0, len(x), 1000)])
-        L = x.shape[1]
-        out = {"bits_per_token": float(nats.mean() / (L * math.log(2))),
-               "bits_per_sequence": float(nats.mean() / math.log(2))}
-        if not self.is_image and self.cfg.alphabet:
-            out.update(self.text_metrics(data, x, num_samples, steps, seed, orders))
-        if self.is_image and fid:
-            from ..metrics import evaluate_model
-
-            # against the test split quantised like the training data, so the floor is binarised
-            # real vs binarised real and the score measures the model, not the quantisation
-            for k, v in evaluate_model(self, data.name, n=num_samples, seed=seed).items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool):
-                    out[k] = float(v)
-        return out
-
-    def text_metrics(self, data: TensorDataset, x: torch.Tensor, num_samples: int = 500,
-                     steps: tuple = (1, 2, 4, 8, 16), seed: int = 0, orders: tuple = (3, 6)) -> dict[str, float]:
-        """Reference bits/token (unigram, n-grams on the train split) and novelty per sampler/steps."""
-        from ..data.words import load_words, word_sets
-        from ..metrics.text import NGramModel, UnigramModel
-
-        meta = data.meta
-        train = load_words("train", seq_len=self.cfg.seq_len, test_fraction=meta.get("test_fraction", 0.1),
-                           path=meta.get("source"))
-        out = {"unigram_bits_per_token": UnigramModel(self.cfg.D).fit(train.x).bits_per_token(x)}
-        for k in orders:
-            out[f"ngram{k}_bits_per_token"] = NGramModel(k, self.cfg.D, meta.get("bos_id", self.cfg.D)).fit(
-                train.x).bits_per_token(x)
-        train_words, dictionary = word_sets(train)
-        for row in self.quality_vs_steps(train_words, dictionary, num_samples, steps, seed):
-            for key in ("memorised", "novel", "non_word", "unique"):
-                out[f"{row['sampler']}_s{row['steps']}_{key}"] = row[key]
-        return out
-
-    @torch.no_grad()
-    def quality_vs_steps(self, train_words: set, dictionary: set, num_samples: int = 500,
-                         steps: tuple = (1, 2, 4, 8, 16), seed: int = 0) -> list[dict]:
-        """Novelty / memorisation of num_samples words per sampler and number of steps."""
-        from ..metrics.text import word_novelty
-
-        rows = []
-        samplers = SAMPLERS if self.process.absorbing else ("ancestral",)
-        for sampler in samplers:
-            for s in steps:
-                g = torch.Generator().manual_seed(seed)
-                words = self.decode_text(self.sample_tokens(num_samples, g, sampler=sampler, steps=s))
-                rows.append(dict(sampler=sampler, steps=s, **word_novelty(words, train_words, dictionary)))
-        return rows
-
-    # ------------------------------------------------------------------ pictures
-    def render_samples(self, samples: torch.Tensor, out_dir: str | Path, name: str = "samples") -> list[Path]:
-        """Write samples where a person can see them: `name`.png (images) or `name`.txt (words)."""
-        return render_samples(self, samples, out_dir, name)
-
-    @torch.no_grad()
-    def save_artifacts(self, data: TensorDataset, out_dir: str | Path,
-                       generator: torch.Generator | None = None) -> list[Path]:
-        """Forward process with its probability table, the reverse process step by step,
-        samples (word list + infilling, or image grids) and, for words, quality vs steps."""
-        from ..viz import discrete as vd
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        g = generator or torch.Generator().manual_seed(0)
-        was_training = self.training
-        self.eval()
-        view = vd.TokenView.of(self.cfg)
-        i = 0
-        if not self.is_image:  # a long word shows more
-            i = int(((data.x != 0).sum(1) >= min(7, self.cfg.seq_len)).float().argmax())
-        paths = vd.forward_panel(self.process, view, data.x[i], out / "forward_process", generator=g)
-        samplers = SAMPLERS if self.process.absorbing else ("ancestral",)
-        if not self.is_image:
-            for sampler in samplers:
-                paths += vd.reverse_panel(self, out / f"reverse_process_{sampler}", sampler, self.cfg.seq_len, 6, g)
-            paths += self.render_samples(self.sample_tokens(64, g), out)
-            infill = [f"{p:<8} -> " + ", ".join(self.infill(p, 8, g))
-                      for p in ("c__t", "s___e", "___ing", "pre*", "q*") if len(p.rstrip("*")) <= self.cfg.seq_len]
-            paths += _write_text("\n".join(infill), out / "infill.txt")
-            from ..data.words import load_words, word_sets
-
-            train_words, dictionary = word_sets(load_words("train", seq_len=self.cfg.seq_len,
-                                                           test_fraction=data.meta.get("test_fraction", 0.1),
-                                                           path=data.meta.get("source")))
-            rows = self.quality_vs_steps(train_words, dictionary, 300, (1, 2, 4, 8, 16, 32))
-            paths.append(vd.plot_quality_vs_steps(rows, out / "quality_vs_steps.png"))
-            paths += _write_csv(rows, out / "quality_vs_steps.csv")
-        else:
-            from ..viz import save_grid
-
-            y = torch.arange(8) % self.num_classes if self.num_classes else None
-            for sampler in samplers:
-                paths += vd.reverse_panel(self, out / f"reverse_process_{sampler}", sampler,
-                                          self.cfg.sample_steps or 32, 8, g, y=y)
-            n = 10 * self.num_classes if self.num_classes else 64
-            samples = self.sample(n, g, y=torch.arange(n) // 10 if self.num_classes else None)
-            paths.append(save_grid(samples, out / "samples.png", nrow=10 if self.num_classes else None))
-        self.train(was_training)
-        return paths
-
-
-def render_samples(model: DiscreteDiffusion, samples: torch.Tensor, out_dir: str | Path,
-                   name: str = "samples") -> list[Path]:
-    """What `genlab sample` calls: images (float N,C,H,W) -> `name`.png grid; image tokens -> decoded grid;
-    word tokens -> `name`.txt, one word per line (malformed samples shown raw: '.' pad, '_' mask)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if samples.dtype.is_floating_point or model.is_image:
-        from ..viz import save_grid
-
-        images = samples if samples.dtype.is_floating_point else model.tokens_to_images(samples, show_masks=True)
-        return [save_grid(images, out / f"{name}.png")]
-    words, shown = model._text_and_show(samples)
-    return _write_text("\n".join(w if w is not None else f"{s}  (malformed)" for w, s in zip(words, shown)),
-                       out / f"{name}.txt")
-
-
-def _write_text(text: str, path: Path) -> list[Path]:
-    path.write_text(text + "\n")
-    return [path]
-
-
-def _write_csv(rows: list[dict], path: Path) -> list[Path]:
-    keys = list(rows[0])
-    path.write_text("\n".join([",".join(keys)] + [",".join(f"{r[k]:.4f}" if isinstance(r[k], float) else str(r[k])
-                                                            for k in keys) for r in rows]) + "\n")
-    return [path]
+    # ------------------------------------------------------------------ what a person sees
+    def present(self, samples: torch.Tensor) -> torch.Tensor | list[str]:
+        """Samples as a person sees them (what genlab.viz.samples.save_samples writes): images
+        (image tokens decoded, [MASK] red) or words, one per line (malformed ones shown raw, marked)."""
+        if samples.dtype.is_floating_point:
+            return samples
+        if self.is_image:
+            return self.tokens_to_images(samples, show_masks=True)
+        words, shown = self._text_and_show(samples)
+        return [w if w is not None else f"{s}  (malformed)" for w, s in zip(words, shown)]
 
 
 def _no_padding_at(denoise, where: torch.Tensor):

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import GenlabError
+from ..errors import GenlabError, ParamError
 from ..nn.conv import ConvDecoder, ConvEncoder, check_widths
 from .base import register
 from .vae import (ImageLikelihood, LatentVariableModel, check_kl_options, gaussian_kl, gaussian_log_prob, randn,
@@ -81,8 +81,9 @@ class HVAE(LatentVariableModel):
 
     def __init__(self, cfg: HVAEConfig):
         super().__init__(cfg)
-        if cfg.z1_dim < 1 or cfg.z2_dim < 1:
-            raise GenlabError(f"--z1-dim and --z2-dim must be >= 1, got {cfg.z1_dim} and {cfg.z2_dim}")
+        for name in ("z1_dim", "z2_dim"):
+            if getattr(cfg, name) < 1:
+                raise ParamError(name, f"must be >= 1, got {getattr(cfg, name)}")
         check_kl_options(cfg)
         check_widths(top_hidden=cfg.top_hidden)
         self.encoder = ConvEncoder(cfg.channels, cfg.image_size, cfg.hidden, cfg.width, cfg.hidden)
@@ -93,7 +94,7 @@ class HVAE(LatentVariableModel):
         self.likelihood = ImageLikelihood(cfg.likelihood, cfg.channels, cfg.binarize)
         self.decoder = ConvDecoder(cfg.z1_dim, cfg.channels, cfg.image_size, cfg.width, cfg.hidden,
                                    out_channels=self.likelihood.out_channels)
-        self.register_buffer("train_step", torch.zeros((), dtype=torch.long))
+        self.register_buffer("kl_step", torch.zeros((), dtype=torch.long))
 
     # --- the two halves ---------------------------------------------------
 

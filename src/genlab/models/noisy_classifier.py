@@ -13,7 +13,6 @@ average instead of attention pooling).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +21,7 @@ from torch import nn
 from ..data.base import TensorDataset
 from ..diffusion.gaussian import q_sample
 from ..diffusion.schedules import NoiseSchedule, make_schedule
-from ..errors import GenlabError
+from ..errors import GenlabError, ParamError
 from ..nn.embeddings import TimeEmbedding
 from ..nn.unet import Attention, ResBlock
 from .base import GenerativeModel, register
@@ -48,8 +47,9 @@ class NoisyClassifierNet(nn.Module):
     def __init__(self, cfg: NoisyClassifierConfig):
         super().__init__()
         if cfg.image_size % 2 ** (len(cfg.channel_mult) - 1):
-            raise GenlabError(f"image size {cfg.image_size} cannot be halved {len(cfg.channel_mult) - 1} times; "
-                              "use a shorter --channel-mult")
+            raise ParamError("channel_mult", f"has {len(cfg.channel_mult)} entries, so the image is halved "
+                             f"{len(cfg.channel_mult) - 1} times, which size {cfg.image_size} does not allow; "
+                             "use a shorter one")
         ch, tdim = cfg.base_width, 4 * cfg.base_width
         self.time_embed = TimeEmbedding(ch, tdim)
         self.conv_in = nn.Conv2d(cfg.channels, ch, 3, padding=1)
@@ -171,31 +171,3 @@ class NoisyClassifier(GenerativeModel):
         ts = [0, T // 4, T // 2, 3 * T // 4]
         acc = self.accuracy_vs_t(data, ts, n or 2000, torch.Generator().manual_seed(0))
         return {f"accuracy_t{t}": a for t, a in acc.items()}
-
-    def save_artifacts(self, data: TensorDataset, out_dir: Path, generator=None) -> list[Path]:
-        """accuracy_vs_t.png: test accuracy against the noise level."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        if data.y is None:
-            return []
-        T = self.cfg.timesteps
-        ts = sorted({min(T - 1, round(f * T)) for f in torch.linspace(0, 1, 11).tolist()})
-        acc = self.accuracy_vs_t(data, ts, 1000, generator or torch.Generator().manual_seed(0))
-        fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
-        ax.plot(ts, [acc[t] for t in ts], marker="o")
-        ax.axhline(1 / self.cfg.num_classes, ls="--", color="grey", label="chance")
-        ax.set_xlabel("timestep t")
-        ax.set_ylabel("accuracy on x_t")
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-        ax.legend()
-        ax.set_title(f"noisy classifier on {data.name} ({min(1000, len(data))} test images)", fontsize=9)
-        fig.tight_layout()
-        path = Path(out_dir) / "accuracy_vs_t.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
-        plt.close(fig)
-        return [path]

@@ -23,14 +23,13 @@ same size.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from ..data.base import TensorDataset
-from ..diffusion import gaussian, samplers
+from ..diffusion import ddpm, gaussian, samplers
 from ..diffusion.schedules import make_schedule
-from ..errors import GenlabError
+from ..errors import GenlabError, ParamError
 from ..nn.mlp import TimeMLP
 from .base import GenerativeModel, register
 
@@ -101,8 +100,8 @@ class ToyDiffusion(GenerativeModel):
             raise GenlabError(f"unknown sampler '{cfg.sampler}'; choose one of: {', '.join(samplers.available())}")
         if cfg.sample_steps and (cfg.sampler == "ddpm" and cfg.sample_steps != cfg.timesteps
                                  or not 1 <= cfg.sample_steps <= cfg.timesteps):
-            raise GenlabError(f"--sample-steps {cfg.sample_steps} does not fit --sampler {cfg.sampler} with "
-                              f"--timesteps {cfg.timesteps} (ddpm runs all T steps; ddim/dpmpp take 1..T)")
+            raise ParamError("sample_steps", f"{cfg.sample_steps} does not fit sampler {cfg.sampler} with timesteps "
+                             f"{cfg.timesteps} (ddpm runs all T steps; ddim/dpmpp take 1..T)")
         self.net = TimeMLP(cfg.dim, cfg.hidden, cfg.depth, cfg.time_dim)
 
     @property
@@ -112,8 +111,8 @@ class ToyDiffusion(GenerativeModel):
     def loss(self, batch):
         x0 = batch["x"]
         if x0.shape[-1] != self.cfg.dim:
-            raise GenlabError(f"the model was built for {self.cfg.dim}-D points but the data are "
-                              f"{x0.shape[-1]}-D; set --dim {x0.shape[-1]}")
+            raise ParamError("dim", f"is {self.cfg.dim}, but the data are {x0.shape[-1]}-D points; "
+                             f"set it to {x0.shape[-1]}")
         return gaussian.diffusion_loss(self.schedule, self.net, x0, prediction=self.cfg.prediction), {}
 
     @torch.no_grad()
@@ -123,10 +122,12 @@ class ToyDiffusion(GenerativeModel):
                guidance: float = 1.0, classifier=None, classifier_scale: float = 1.0):
         """n points (n, dim) from `sampler` with `steps` network calls (no x0 clipping: points are unbounded)."""
         if classifier is not None:
-            raise GenlabError("classifier guidance needs an image diffusion checkpoint; the toy diffusion model "
-                              "is unconditional: drop --classifier")
-        if y is not None or guidance != 1.0:
-            raise GenlabError("the toy diffusion model is unconditional: --class and --guidance do not apply")
+            raise ParamError("classifier", "does not apply: classifier guidance needs an image diffusion checkpoint, "
+                             "and the toy diffusion model is unconditional")
+        if guidance != 1.0:
+            raise ParamError("guidance", "does not apply: the toy diffusion model is unconditional")
+        if y is not None:
+            raise GenlabError("the toy diffusion model is unconditional: it cannot generate a given class")
         # the configured step count belongs to the configured sampler (as in DiffusionModel.sample)
         steps = steps or (self.cfg.sample_steps if sampler in (None, self.cfg.sampler) else 0) or None
         sampler = sampler or self.cfg.sampler
@@ -135,14 +136,13 @@ class ToyDiffusion(GenerativeModel):
         shape = (n, self.cfg.dim)
         if sampler == "ddpm":
             if steps not in (None, self.schedule.T):
-                raise GenlabError(f"the ddpm sampler runs all {self.schedule.T} steps; use --sampler ddim or "
-                                  f"dpmpp for {steps} steps")
+                raise ParamError("steps", f"{steps} does not fit the ddpm sampler, which runs all {self.schedule.T} "
+                                 f"steps; use the ddim or dpmpp sampler for {steps} steps")
             if spacing is not None:
-                raise GenlabError("--spacing applies to the ddim and dpmpp samplers, not ddpm")
+                raise ParamError("spacing", "applies to the ddim and dpmpp samplers, not ddpm")
             # the registered ddpm sampler clips x0 to the image range [-1, 1]; points need clip=False
-            return gaussian.p_sample_loop(self.schedule, self.net, shape, clip=False, **kw)
-        if steps is None and sampler in samplers.available():
-            steps = min(samplers.DEFAULT_STEPS[sampler] or self.schedule.T, self.schedule.T)
+            return ddpm.p_sample_loop(self.schedule, self.net, shape, clip=False, **kw)
+        steps = samplers.resolve_steps(sampler, steps, self.schedule.T)
         return samplers.sample(self.schedule, self.net, shape, sampler=sampler, steps=steps, eta=eta, clip=False,
                                spacing=spacing or "uniform", **kw)
 
@@ -161,26 +161,3 @@ class ToyDiffusion(GenerativeModel):
         out = point_metrics(self.sample(n, generator=g, **sample_kw).cpu(), ref)
         out.update({f"floor_{k}": v for k, v in point_metrics(other, ref).items()})
         return out
-
-    def render_samples(self, samples: torch.Tensor, out_dir: str | Path, name: str = "samples") -> list[Path]:
-        """`name`.png: a scatter plot of the samples (what `genlab sample` writes)."""
-        from ..viz.toy2d import scatter_plot
-
-        return [scatter_plot(samples, Path(out_dir) / f"{name}.png", title=f"{len(samples)} samples")]
-
-    def render_frames(self, frames: list[torch.Tensor], out_dir: str | Path, gif: bool = True) -> list[Path]:
-        """The reverse process of `genlab sample --show-intermediate / --gif`: trajectories (and a GIF)."""
-        from ..viz.toy2d import points_gif, trajectory_plot
-
-        out = Path(out_dir)
-        paths = [trajectory_plot([(frames, "reverse trajectories")], out / "reverse_trajectories.png")]
-        if gif:
-            paths.append(points_gif(frames, out / "reverse_process.gif"))
-        return paths
-
-    def save_artifacts(self, data: TensorDataset, out_dir: Path,
-                       generator: torch.Generator | None = None) -> list[Path]:
-        """Data, forward process, samples vs data, reverse trajectories and quality vs steps."""
-        from ..viz import toy2d
-
-        return toy2d.toy_artifacts(self, data, Path(out_dir), generator or torch.Generator().manual_seed(0))

@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import GenlabError
+from .. import rng
+from ..errors import GenlabError, ParamError
 from ..nn.conv import ConvDecoder, ConvEncoder
 from .base import GenerativeModel, register
 
@@ -47,8 +48,7 @@ LOG_2PI = math.log(2 * math.pi)
 
 def randn(shape, generator: torch.Generator | None, device) -> torch.Tensor:
     """Standard normal noise drawn on the generator's device, then moved to `device`."""
-    gen_device = generator.device if generator is not None else device
-    return torch.randn(shape, generator=generator, device=gen_device).to(device)
+    return rng.randn(shape, generator, device)
 
 
 def reparameterize(mu: torch.Tensor, log_var: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -175,7 +175,8 @@ class ImageLikelihood(nn.Module):
         if kind not in LIKELIHOODS:
             raise GenlabError(f"unknown likelihood '{kind}'; choose one of: {', '.join(LIKELIHOODS)}")
         if binarize and kind != "bernoulli":
-            raise GenlabError("--binarize needs --likelihood bernoulli (binary pixels have a Bernoulli likelihood)")
+            raise ParamError("binarize", f"needs likelihood bernoulli (binary pixels have a Bernoulli likelihood), "
+                             f"not {kind}")
         self.kind, self.binarize, self.channels = kind, binarize, channels
         self.out_channels = channels if kind == "bernoulli" else 2 * channels
 
@@ -217,15 +218,15 @@ class VAEConfig:
 
 def check_kl_options(cfg) -> None:
     if not (math.isfinite(cfg.kl_weight) and cfg.kl_weight >= 0):
-        raise GenlabError(f"--kl-weight must be a finite number >= 0 (1 = the true ELBO), got {cfg.kl_weight}")
+        raise ParamError("kl_weight", f"must be a finite number >= 0 (1 = the true ELBO), got {cfg.kl_weight}")
     if cfg.kl_warmup_steps < 0:
-        raise GenlabError(f"--kl-warmup-steps must be >= 0, got {cfg.kl_warmup_steps}")
+        raise ParamError("kl_warmup_steps", f"must be >= 0, got {cfg.kl_warmup_steps}")
     if cfg.iwae_k < 1:
-        raise GenlabError(f"--iwae-k must be >= 1, got {cfg.iwae_k}")
+        raise ParamError("iwae_k", f"must be >= 1, got {cfg.iwae_k}")
 
 
 class LatentVariableModel(GenerativeModel):
-    """What the VAE and the hierarchical VAE share: evaluation and pictures.
+    """What the VAE and the hierarchical VAE share: the bound's terms and the KL warm-up counter.
 
     Subclasses provide encode/decode plus
       elbo_terms(x, generator) -> dict of per-image tensors with key "elbo",
@@ -243,23 +244,19 @@ class LatentVariableModel(GenerativeModel):
         return self.decode(self.embed(x))
 
     def current_kl_weight(self) -> torch.Tensor:
-        return kl_weight_at(self.train_step, self.cfg.kl_weight, self.cfg.kl_warmup_steps)
+        return kl_weight_at(self.kl_step, self.cfg.kl_weight, self.cfg.kl_warmup_steps)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before the counter was renamed (GenerativeModel.train_step is the loop's method)
+        if prefix + "train_step" in state_dict:
+            state_dict[prefix + "kl_step"] = state_dict.pop(prefix + "train_step")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _count_step(self) -> None:
         # the warm-up counts optimisation steps only, not evaluation passes
         if self.training and torch.is_grad_enabled():
-            self.train_step += 1
+            self.kl_step += 1
 
-    def evaluate(self, data, n: int | None = None) -> dict[str, float]:
-        """Test metrics: MSE/PSNR/SSIM of reconstructions, -ELBO and -IWAE-k (nats, bits/dim), KL diagnostics."""
-        from ..metrics.likelihood import evaluate_latent_model
-
-        return evaluate_latent_model(self, data, n=n, k=self.cfg.iwae_k)
-
-    def save_artifacts(self, data, out_dir, generator=None) -> list:
-        from ..viz.latent import save_latent_artifacts
-
-        return save_latent_artifacts(self, data, out_dir, generator)
 
 
 @register
@@ -274,13 +271,13 @@ class VAE(LatentVariableModel):
     def __init__(self, cfg: VAEConfig):
         super().__init__(cfg)
         if cfg.latent_dim < 1:
-            raise GenlabError(f"--latent-dim must be >= 1, got {cfg.latent_dim}")
+            raise ParamError("latent_dim", f"must be >= 1, got {cfg.latent_dim}")
         check_kl_options(cfg)
         self.encoder = ConvEncoder(cfg.channels, cfg.image_size, 2 * cfg.latent_dim, cfg.width, cfg.hidden)
         self.likelihood = ImageLikelihood(cfg.likelihood, cfg.channels, cfg.binarize)
         self.decoder = ConvDecoder(cfg.latent_dim, cfg.channels, cfg.image_size, cfg.width, cfg.hidden,
                                    out_channels=self.likelihood.out_channels)
-        self.register_buffer("train_step", torch.zeros((), dtype=torch.long))
+        self.register_buffer("kl_step", torch.zeros((), dtype=torch.long))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, log_var) of q(z|x) for observed images x in [-1, 1]."""

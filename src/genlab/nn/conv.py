@@ -23,14 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import GenlabError
+from ..errors import GenlabError, ParamError
 
 
 def check_widths(**widths: int) -> None:
-    """Layer widths (--width, --hidden, ...) must be >= 1: a zero-width layer crashes or cuts x off from z."""
-    bad = {k: v for k, v in widths.items() if not v >= 1}
-    if bad:
-        raise GenlabError(", ".join(f"--{k.replace('_', '-')} must be >= 1, got {v}" for k, v in bad.items()))
+    """Layer widths (width, hidden, ...) must be >= 1: a zero-width layer crashes or cuts x off from z."""
+    for name, v in widths.items():
+        if not v >= 1:
+            raise ParamError(name, f"must be >= 1, got {v}")
 
 
 def check_image_geometry(channels: int, image_size: int) -> None:
@@ -38,8 +38,8 @@ def check_image_geometry(channels: int, image_size: int) -> None:
     if channels not in (1, 3):
         raise GenlabError(f"the conv encoder/decoder take 1- or 3-channel images, got {channels} channels")
     if image_size < 8 or image_size % 4:
-        raise GenlabError(f"image size must be a multiple of 4 and at least 8 (e.g. 28 or 32), got {image_size}; "
-                          "resize the data with --image-size")
+        raise ParamError("image_size", f"must be a multiple of 4 and at least 8 (e.g. 28 or 32), got {image_size}; "
+                         "resize the data")
 
 
 class ConvEncoder(nn.Module):
@@ -61,7 +61,7 @@ class ConvEncoder(nn.Module):
         if x.shape[1:] != (self.channels, self.image_size, self.image_size):
             raise GenlabError(f"the encoder expects images of shape {self.channels}x{self.image_size}x"
                               f"{self.image_size}, got {'x'.join(map(str, x.shape[1:]))}; "
-                              "use a model trained on this data or resize the data with --image-size")
+                              f"use a model trained on this data or resize the data to {self.image_size}x{self.image_size}")
         h = F.silu(self.down1(x))
         h = F.silu(self.conv(h))
         h = F.silu(self.down2(h))
@@ -87,7 +87,7 @@ class ConvDecoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if z.ndim != 2 or z.shape[1] != self.in_dim:
             raise GenlabError(f"the decoder expects latent vectors of size {self.in_dim}, got shape "
-                              f"{tuple(z.shape)}; pass latents of the model's --latent-dim")
+                              f"{tuple(z.shape)}; pass latents of the model's latent_dim")
         h = F.silu(self.fc(z))
         h = F.silu(self.fc_img(h)).reshape(z.shape[0], 2 * self.width, self.s4, self.s4)
         h = F.silu(self.up1(h))

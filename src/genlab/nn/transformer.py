@@ -93,7 +93,7 @@ class DenoisingTransformer(nn.Module):
             raise GenlabError(f"token input must be (batch, length), got shape {tuple(x.shape)}")
         if x.shape[1] > self.seq_len:
             raise GenlabError(f"sequence of length {x.shape[1]} is longer than the model's seq_len "
-                              f"{self.seq_len}; shorten it or train a model with a larger --seq-len")
+                              f"{self.seq_len}; shorten it or train a model with a larger seq_len")
         if x.dtype not in (torch.int64, torch.int32):
             raise GenlabError(f"tokens must be integers, got {x.dtype}")
         if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.vocab_size):

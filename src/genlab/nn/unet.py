@@ -11,6 +11,17 @@ whichever the diffusion model asks for). The shape of the network:
 The time embedding (sinusoidal + MLP) is added inside every ResBlock; an
 optional class embedding is added to it (class-conditional models, with one
 extra "null" class for classifier-free guidance).
+
+Beyond class labels (all off by default: a default U-Net has exactly the parameters it always had),
+the condition y may be a dict (see genlab.nn.conditioning):
+- "text" (N, L, context_dim): read by a cross-attention block after every self-attention block
+  (Rombach et al. 2022, the latent-diffusion U-Net); "text_mask" (N, L) hides padding;
+- "pooled" (N, pooled_dim): projected and added to the time embedding (as SDXL's pooled text);
+- "image" (N, cond_channels, H, W): concatenated with x_t as extra input channels (InstructPix2Pix).
+A part the network reads but y lacks is its null value (zeros; the null label for classes).
+
+`grad_checkpoint = True` (an attribute, not a config field, so checkpoints do not change) recomputes
+each block's activations in the backward pass instead of storing them: less memory, more time.
 """
 
 from __future__ import annotations
@@ -20,7 +31,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
+from ..errors import GenlabError
+from .conditioning import as_dict
 from .embeddings import TimeEmbedding
 
 
@@ -35,6 +49,9 @@ class UNetConfig:
     dropout: float = 0.0
     num_classes: int = 0            # >0: class-conditional, label num_classes = "no label"
     out_channels: int = 0           # 0: same as channels
+    context_dim: int = 0            # >0: cross-attention to a text sequence (N, L, context_dim)
+    pooled_dim: int = 0             # >0: a pooled text vector (N, pooled_dim) added to the time embedding
+    cond_channels: int = 0          # >0: an image condition (N, cond_channels, H, W) concatenated with x_t
 
 
 def _norm(ch: int) -> nn.GroupNorm:
@@ -84,7 +101,37 @@ class Attention(nn.Module):
         return x + self.proj(out.transpose(-1, -2).reshape(n, c, h, w))
 
 
+class CrossAttention(nn.Module):
+    """Single-head attention from the H*W positions of a feature map to a sequence of context vectors.
+
+    softmax(q k^T / sqrt(c)) v with q from the (normalised) feature map and k, v from the context
+    (Rombach et al. 2022, Sec. 3.3); text_mask (N, L) True marks real positions. The output
+    projection starts at zero, so a new block starts as the identity.
+    """
+
+    def __init__(self, ch: int, context_dim: int):
+        super().__init__()
+        self.norm, self.q = _norm(ch), nn.Conv2d(ch, ch, 1)
+        self.kv = nn.Linear(context_dim, 2 * ch)
+        self.proj = nn.Conv2d(ch, ch, 1)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x, context, mask=None):
+        n, c, h, w = x.shape
+        q = self.q(self.norm(x)).reshape(n, c, h * w).transpose(-1, -2)  # (n, hw, c)
+        k, v = self.kv(context).chunk(2, dim=-1)                          # (n, L, c) each
+        attn_mask = None
+        if mask is not None:  # (n, 1, L), broadcast over queries; a row with no real position reads them all
+            mask = mask.bool()
+            attn_mask = (mask | ~mask.any(-1, keepdim=True))[:, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return x + self.proj(out.transpose(-1, -2).reshape(n, c, h, w))
+
+
 class UNet(nn.Module):
+    grad_checkpoint: bool = False  # recompute each block in the backward pass while training
+
     def __init__(self, cfg: UNetConfig):
         super().__init__()
         self.cfg = cfg
@@ -93,7 +140,9 @@ class UNet(nn.Module):
         ch, tdim = cfg.base_width, 4 * cfg.base_width
         self.time_embed = TimeEmbedding(ch, tdim)
         self.class_embed = nn.Embedding(cfg.num_classes + 1, tdim) if cfg.num_classes > 0 else None
-        self.conv_in = nn.Conv2d(cfg.channels, ch, 3, padding=1)
+        if cfg.pooled_dim > 0:
+            self.pooled_embed = nn.Linear(cfg.pooled_dim, tdim)
+        self.conv_in = nn.Conv2d(cfg.channels + cfg.cond_channels, ch, 3, padding=1)
 
         self.down, skips, res = nn.ModuleList(), [ch], cfg.image_size
         for level, mult in enumerate(cfg.channel_mult):
@@ -101,7 +150,7 @@ class UNet(nn.Module):
                 blocks = [ResBlock(ch, cfg.base_width * mult, tdim, cfg.dropout)]
                 ch = cfg.base_width * mult
                 if res in cfg.attn_resolutions:
-                    blocks.append(Attention(ch))
+                    blocks += self._attention(ch)
                 self.down.append(nn.ModuleList(blocks))
                 skips.append(ch)
             if level < len(cfg.channel_mult) - 1:
@@ -109,7 +158,8 @@ class UNet(nn.Module):
                 skips.append(ch)
                 res //= 2
 
-        self.mid = nn.ModuleList([ResBlock(ch, ch, tdim, cfg.dropout), Attention(ch), ResBlock(ch, ch, tdim, cfg.dropout)])
+        self.mid = nn.ModuleList([ResBlock(ch, ch, tdim, cfg.dropout), *self._attention(ch),
+                                  ResBlock(ch, ch, tdim, cfg.dropout)])
 
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(cfg.channel_mult))):
@@ -117,7 +167,7 @@ class UNet(nn.Module):
                 blocks = [ResBlock(ch + skips.pop(), cfg.base_width * mult, tdim, cfg.dropout)]
                 ch = cfg.base_width * mult
                 if res in cfg.attn_resolutions:
-                    blocks.append(Attention(ch))
+                    blocks += self._attention(ch)
                 if level > 0 and i == cfg.num_res_blocks:
                     blocks.append(Upsample(ch))
                     res *= 2
@@ -127,25 +177,74 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out[-1].weight)  # start as the zero function: a stable first step
         nn.init.zeros_(self.out[-1].bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def _attention(self, ch: int) -> list[nn.Module]:
+        """Self-attention, followed by cross-attention to the text when the U-Net reads text."""
+        return [Attention(ch)] + ([CrossAttention(ch, self.cfg.context_dim)] if self.cfg.context_dim > 0 else [])
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y=None) -> torch.Tensor:
+        """y: class labels (N,), a condition dict (genlab.nn.conditioning), or None (the null condition)."""
+        cond = self._condition(x, y)
         emb = self.time_embed(t)
         if self.class_embed is not None:
-            if y is None:  # unconditional call of a conditional model: the null label
-                y = torch.full((x.shape[0],), self.cfg.num_classes, device=x.device, dtype=torch.long)
-            emb = emb + self.class_embed(y)
-        h = self.conv_in(x)
+            emb = emb + self.class_embed(cond["class"])
+        if self.cfg.pooled_dim > 0:
+            emb = emb + self.pooled_embed(cond["pooled"])
+        ctx = (emb, cond.get("text"), cond.get("text_mask"))
+        h = self.conv_in(torch.cat([x, cond["image"]], dim=1) if self.cfg.cond_channels > 0 else x)
         hs = [h]
         for blocks in self.down:
             for layer in blocks:
-                h = layer(h, emb) if isinstance(layer, (ResBlock, Attention)) else layer(h)
+                h = self._layer(layer, h, *ctx)
             hs.append(h)
         for layer in self.mid:
-            h = layer(h, emb)
+            h = self._layer(layer, h, *ctx)
         for blocks in self.up:
             h = torch.cat([h, hs.pop()], dim=1)
             for layer in blocks:
-                h = layer(h, emb) if isinstance(layer, (ResBlock, Attention)) else layer(h)
+                h = self._layer(layer, h, *ctx)
         return self.out(h)
+
+    def _layer(self, layer: nn.Module, h, emb, text, text_mask):
+        """One layer: blocks get the embedding (or the text), and are checkpointed when asked."""
+        if isinstance(layer, CrossAttention):
+            args = (h, text, text_mask)
+        elif isinstance(layer, (ResBlock, Attention)):
+            args = (h, emb)
+        else:
+            return layer(h)  # down- and upsampling convs
+        if self.grad_checkpoint and self.training and torch.is_grad_enabled():
+            return checkpoint(layer, *args, use_reentrant=False)
+        return layer(*args)
+
+    def _condition(self, x: torch.Tensor, y) -> dict:
+        """The parts of y this network reads, each checked and filled with its null value where absent."""
+        d, cfg, n = as_dict(y), self.cfg, x.shape[0]
+        # labels given to a class-less U-Net are ignored, as they always were (classifier guidance
+        # of an unconditional model passes its target class through the denoiser)
+        reads = {"class": True, "text": cfg.context_dim > 0, "text_mask": cfg.context_dim > 0,
+                 "pooled": cfg.pooled_dim > 0, "image": cfg.cond_channels > 0}
+        extra = [k for k in d if not reads[k]]
+        if extra:
+            raise GenlabError(f"this U-Net does not read the condition part(s) {', '.join(map(repr, extra))} "
+                              f"(num_classes {cfg.num_classes}, context_dim {cfg.context_dim}, pooled_dim "
+                              f"{cfg.pooled_dim}, cond_channels {cfg.cond_channels}); train a model that does")
+        want = {"text": (n, None, cfg.context_dim), "text_mask": (n, None), "pooled": (n, cfg.pooled_dim),
+                "image": (n, cfg.cond_channels, *x.shape[2:]), "class": (n,)}
+        for k, v in d.items():
+            if v.dim() != len(want[k]) or any(w is not None and w != s for w, s in zip(want[k], v.shape)):
+                raise GenlabError(f"condition part {k!r} has shape {tuple(v.shape)}, but this U-Net wants "
+                                  f"{tuple('L' if w is None else w for w in want[k])}")
+        out = dict(d)
+        if cfg.num_classes > 0 and "class" not in out:  # the null label
+            out["class"] = torch.full((n,), cfg.num_classes, device=x.device, dtype=torch.long)
+        if cfg.context_dim > 0 and "text" not in out:   # one zero token (attention over it: the value bias)
+            out["text"] = x.new_zeros(n, 1, cfg.context_dim)
+            out.pop("text_mask", None)
+        if cfg.pooled_dim > 0 and "pooled" not in out:
+            out["pooled"] = x.new_zeros(n, cfg.pooled_dim)
+        if cfg.cond_channels > 0 and "image" not in out:
+            out["image"] = x.new_zeros(n, cfg.cond_channels, *x.shape[2:])
+        return out
 
 
 class Upsample(nn.Module):

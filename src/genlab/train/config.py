@@ -16,9 +16,10 @@ class TrainConfig:
     ema_warmup: bool = True         # decay ramps as (1+n)/(10+n): short runs still get a useful EMA
     max_minutes: float = 0.0        # time budget (0: none); stops cleanly with checkpoint + samples
     max_steps: int = 0              # step budget (0: none)
-    precision: str = "auto"         # auto | bf16 | fp32 (bf16 autocast where the hardware has it)
-    channels_last: str = "auto"     # auto | on | off (auto: on for CUDA; off on CPU, where GroupNorm is slow in it)
+    precision: str = "auto"         # auto | bf16 | fp32 (auto: what genlab/precision.json measured faster here)
+    channels_last: str = "auto"     # auto | on | off (auto: as genlab/precision.json measured, else off)
     compile: bool = False           # torch.compile the loss (measure before turning on)
+    grad_checkpoint: bool = False   # recompute U-Net block activations in backward: less memory, more time
     device: str = "auto"            # auto | cpu | cuda | mps
     seed: int = 0
     sample_every: int = 1           # save a sample grid every N epochs (0: only at the end)

@@ -58,3 +58,12 @@ def all_gather_object(obj) -> list:
 def cleanup() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def all_reduce_grads(params) -> None:
+    """Average the gradients of `params` over ranks (what DDP does, for families it does not wrap)."""
+    if dist.is_available() and dist.is_initialized():
+        for p in params:
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= dist.get_world_size()

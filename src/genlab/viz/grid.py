@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.base import to_uint8_image
+from ..pixels import to_uint8_image
 
 
 def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, pad_value: int = 255) -> np.ndarray:

@@ -31,19 +31,29 @@ def moving_average(values, window: int) -> np.ndarray:
 
 
 def plot_loss(csv_path: str | Path, png_path: str | Path, window: int = 20) -> Path:
-    """Plot the loss column of a loss log against step, raw and smoothed."""
+    """Plot every loss column of a loss log ("loss", or a GAN's "d_loss" and "g_loss") against step,
+    raw and smoothed. A column a row lacks (a generator updated every n_critic steps) is skipped there."""
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
-    steps = [int(r["step"]) for r in rows]
-    loss = [float(r["loss"]) for r in rows]
+    names = [k for k in (rows[0] if rows else {}) if k == "loss" or k.endswith("_loss")]
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
-    ax.plot(steps, loss, alpha=0.35, lw=1, label="loss")
-    if loss:
-        ax.plot(steps, moving_average(loss, window), lw=2, label=f"moving average ({window})")
+    positive = True
+    spread = 1.0
+    for i, name in enumerate(names):
+        pts = [(int(r["step"]), float(r[name])) for r in rows if r.get(name) not in (None, "")]
+        if not pts:
+            continue
+        steps, loss = zip(*pts)
+        color = f"C{i}"
+        ax.plot(steps, loss, alpha=0.35, lw=1, color=color, label=name)
+        ax.plot(steps, moving_average(loss, window), lw=2, color=color, label=f"{name}, moving average ({window})")
+        positive = positive and min(loss) > 0
+        spread = max(spread, max(loss) / min(loss) if min(loss) > 0 else 1.0)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    if loss and min(loss) > 0 and max(loss) / min(loss) > 20:
+    if names and positive and spread > 20:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if names:
+        ax.legend(fontsize=8)
     return save_figure(fig, png_path)

@@ -8,7 +8,7 @@ inversion_panel      image -> DDIM inversion x_T -> DDIM back: the round trip an
 inpainting_panel     original, known pixels, filled in (genlab.diffusion.inpaint)
 guidance_curve       FID / conditional accuracy / precision / recall against the guidance scale
 
-Every picture is also a `genlab visualize` kind (see add_visualize_parser).
+Every picture is also a `genlab visualize` kind (cli/visualize_samplers.py).
 """
 
 from __future__ import annotations
@@ -21,21 +21,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from ..errors import GenlabError  # noqa: E402
-from .grid import make_grid  # noqa: E402
-from .plots import save_figure  # noqa: E402
-
-# visualize kind -> default file name; the help texts live in cli/visualize.py EXTRA_KINDS
-KINDS = {
-    "class-grid": "class_grid.png",
-    "guidance-sweep": "guidance_sweep.png",
-    "sampler-grid": "sampler_grid.png",
-    "ddim-interpolation": "ddim_interpolation.png",
-    "inversion": "inversion.png",
-    "inpainting": "inpainting.png",
-    "guidance-curve": "guidance_curve.png",
-}
-
+from ..errors import GenlabError, ParamError  # noqa: E402
+from ..diffusion.ddim import ddim_invert, ddim_sample_loop  # noqa: E402
+from ..diffusion.inpaint import inpaint  # noqa: E402
+from ..diffusion.timesteps import check_steps  # noqa: E402
+from ..metrics import evaluate_model  # noqa: E402
+from ..rng import randn  # noqa: E402
+from ..viz.grid import make_grid  # noqa: E402
+from ..viz.plots import save_figure  # noqa: E402
 
 def labelled_rows(rows: list[torch.Tensor], labels: list[str], path: str | Path, title: str | None = None,
                   col_labels: list[str] | None = None) -> Path:
@@ -61,12 +54,12 @@ def labelled_rows(rows: list[torch.Tensor], labels: list[str], path: str | Path,
     return save_figure(fig, path)
 
 
-def _image_shape(model) -> tuple[int, int, int]:
+def image_shape(model) -> tuple[int, int, int]:
     return model.cfg.channels, model.cfg.image_size, model.cfg.image_size
 
 
 def _noise(model, n: int, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randn((n, *_image_shape(model)), generator=generator).to(model.device)
+    return randn((n, *image_shape(model)), generator, device=model.device)
 
 
 def class_names(config: dict | None, k: int) -> list[str]:
@@ -81,7 +74,8 @@ def class_grid(model, path: str | Path, per_class: int = 8, generator: torch.Gen
     classifier = sample_kw.get("classifier")
     k = classifier.num_classes if classifier is not None else model.num_classes
     if not k:
-        raise GenlabError("a per-class grid needs a class-conditional checkpoint or --classifier")
+        raise ParamError("classifier", "is needed for a per-class grid of an unconditional checkpoint "
+                         "(or use a class-conditional one)")
     y = torch.arange(k).repeat_interleave(per_class)
     images = model.sample(len(y), generator=generator, y=y, **sample_kw)
     rows = list(images.cpu().split(per_class))
@@ -112,15 +106,15 @@ def parse_sampler_specs(text: str) -> list[tuple[str, int | None, float]]:
             steps = int(parts[1]) if len(parts) > 1 and parts[1] else None
             eta = float(parts[2]) if len(parts) > 2 else 0.0
         except ValueError as e:
-            raise GenlabError(f"--samplers expects items like ddim:50 or ddim:50:1.0, got '{item}'") from e
+            raise ParamError("samplers", f"expects items like ddim:50 or ddim:50:1.0, got '{item}'") from e
         if steps is not None and steps < 1:
-            raise GenlabError(f"--samplers: the step count must be >= 1 (or left out for the default), got '{item}'")
+            raise ParamError("samplers", f"step counts must be >= 1 (or left out for the default), got '{item}'")
         if eta and parts[0] != "ddim":
-            raise GenlabError(f"--samplers: eta applies to ddim only (ddpm is ancestral, dpmpp deterministic), "
-                              f"got '{item}'")
+            raise ParamError("samplers", f"may give an eta to ddim only (ddpm is ancestral, dpmpp deterministic), "
+                             f"got '{item}'")
         out.append((parts[0], steps, eta))
     if not out:
-        raise GenlabError("--samplers is empty; give e.g. ddpm,ddim:50,dpmpp:20")
+        raise ParamError("samplers", "is empty; give e.g. ddpm,ddim:50,dpmpp:20")
     return out
 
 
@@ -180,8 +174,6 @@ def ddim_interpolation(model, path: str | Path, pairs: int = 4, frames: int = 9,
 def invert_and_reconstruct(model, x0: torch.Tensor, steps: int = 50, y: torch.Tensor | None = None,
                            refine: int = 0, spacing: str = "uniform") -> tuple[torch.Tensor, torch.Tensor]:
     """(x_T, reconstruction): DDIM inversion of x0, then deterministic DDIM back from it."""
-    from ..diffusion.ddim import ddim_invert, ddim_sample_loop
-
     model.check_labels(y)
     x0 = x0.to(model.device)
     y = y.to(model.device) if y is not None else None
@@ -213,14 +205,12 @@ def inpaint_images(model, x0: torch.Tensor, mask: torch.Tensor, steps: int | Non
                    eta: float = 1.0, y: torch.Tensor | None = None, guidance: float = 1.0,
                    generator: torch.Generator | None = None, return_intermediates: int = 0, progress=None):
     """Fill in mask == 0 of x0 with a diffusion model (RePaint with resample > 1)."""
-    from ..diffusion.inpaint import inpaint
-
     model.check_labels(y)
     model.check_guidance(guidance, y)
     y = y.to(model.device) if y is not None else None
     steps = steps or None
-    if steps is not None and not 1 <= steps <= model.schedule.T:
-        raise GenlabError(f"--steps must be between 1 and the model's {model.schedule.T} timesteps, got {steps}")
+    if steps is not None:
+        check_steps(model.schedule.T, steps)
     return inpaint(model.schedule, model.denoiser(guidance), x0.to(model.device), mask.to(model.device), steps=steps,
                    y=y, prediction=model.cfg.prediction, eta=eta, resample=resample, generator=generator,
                    return_intermediates=return_intermediates, progress=progress)
@@ -240,8 +230,6 @@ def guidance_curve(model, dataset: str, path: str | Path, scales=(0.0, 1.0, 2.0,
                    sampler: str = "ddim", steps: int | None = 50, seed: int = 0, batch_size: int = 250,
                    **eval_kw) -> tuple[Path, list[dict]]:
     """FID, conditional accuracy, precision and recall of n samples at each CFG scale, and their plot."""
-    from ..metrics import evaluate_model
-
     if not model.num_classes:
         raise GenlabError("a guidance curve needs a class-conditional checkpoint (train with --conditional)")
     rows = []
@@ -289,172 +277,3 @@ def _describe(kw: dict) -> str:
     if kw.get("classifier") is not None:
         parts.append(f"classifier guidance s = {kw.get('classifier_scale', 1.0):g}")
     return ", ".join(parts)
-
-
-# ----------------------------------------------------------------------------- genlab visualize
-def add_visualize_parser(kinds, name: str, help_text: str) -> None:
-    from ..cli.common import add_data_flags, positive
-
-    if name not in KINDS:
-        raise GenlabError(f"genlab.viz.samplers has no picture '{name}'")
-    p = kinds.add_parser(name, help=help_text)
-    p.add_argument("--checkpoint", required=True, help="run folder written by `genlab train diffusion`")
-    p.add_argument("--out", default=None, help=f"output file (default: <checkpoint>/{KINDS[name]})")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    if name in ("class-grid", "guidance-sweep", "guidance-curve"):
-        p.add_argument("--sampler", default=None, help="ddpm | ddim | dpmpp (default: ddim)")
-    elif name == "ddim-interpolation":
-        p.add_argument("--sampler", default=None, help="ddim | dpmpp (deterministic; default: ddim)")
-    if name != "sampler-grid":  # its rows carry their own step counts (--samplers)
-        p.add_argument("--steps", type=positive(), default=None,
-                       help="network calls (default: min(50, T); all T for ddpm)")
-    if name in ("class-grid", "sampler-grid", "ddim-interpolation", "inpainting"):
-        p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
-    if name in ("sampler-grid", "ddim-interpolation", "inversion", "inpainting"):
-        p.add_argument("--class", dest="label", type=int, default=None, help="class to generate (conditional models)")
-    if name == "class-grid":
-        p.add_argument("--per-class", type=positive(), default=8)
-        p.add_argument("--classifier", default=None, help="noisy-classifier run folder (classifier guidance)")
-        p.add_argument("--classifier-scale", type=float, default=None, help="classifier-guidance gradient scale (1)")
-    elif name == "guidance-sweep":
-        p.add_argument("--scales", default="0,1,2,3,5", help="comma-separated CFG scales")
-    elif name == "sampler-grid":
-        p.add_argument("--samplers", default=None,
-                       help="rows as sampler[:steps[:eta]], comma-separated "
-                            "(default: ddpm,ddim:50,ddim:10,dpmpp:20,dpmpp:10, step counts capped at T)")
-        p.add_argument("--num-images", type=positive(), default=8)
-    elif name == "ddim-interpolation":
-        p.add_argument("--pairs", type=positive(), default=4)
-        p.add_argument("--frames", type=positive(), default=9)
-    elif name in ("inversion", "inpainting"):
-        add_data_flags(p, "the checkpoint's")
-        p.add_argument("--num-images", type=positive(), default=8)
-        if name == "inversion":
-            p.add_argument("--refine", type=int, default=0, help="fixed-point refinements per inversion step (>= 0)")
-        else:
-            p.add_argument("--mask", default="center", help="left|right|top|bottom|center|box|random or a PNG")
-            p.add_argument("--resample", type=positive(), default=5, help="RePaint resampling rounds r (1 = replace; "
-                           "default 5, as `genlab inpaint`)")
-    elif name == "guidance-curve":
-        p.add_argument("--scales", default="0,1,2,3,4", help="comma-separated CFG scales")
-        p.add_argument("--n", type=positive(), default=1000, help="samples per scale")
-        p.add_argument("--dataset", default=None, help="metrics dataset (default: the checkpoint's)")
-    p.set_defaults(func=_run, viz_kind=name)
-
-
-def _floats(text: str, flag: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError as e:
-        raise GenlabError(f"{flag} expects comma-separated numbers, got '{text}'") from e
-    if not values:
-        raise GenlabError(f"{flag} is empty; give comma-separated numbers, e.g. 0,1,3")
-    return values
-
-
-def _scales(text: str, model) -> list[float]:
-    """--scales of guidance-sweep / guidance-curve: classifier-free guidance scales, each finite and >= 0."""
-    if not model.num_classes:
-        raise GenlabError("guidance-sweep and guidance-curve need a class-conditional checkpoint (train with "
-                          "--conditional); this one is unconditional")
-    scales = _floats(text, "--scales")
-    bad = [w for w in scales if not 0 <= w < float("inf")]
-    if bad:
-        raise GenlabError(f"--scales must be numbers >= 0 (0: unconditional, 1: conditional), got {bad[0]:g}")
-    return scales
-
-
-def checkpoint_images(args, config: dict, n: int, seed: int = 0, shape: tuple | None = None):
-    """n test images (and labels) of the checkpoint's dataset, or of --dataset; shape: the model's (C, H, W)."""
-    from ..cli.common import load_data
-
-    info = config.get("data", {})
-    name = args.dataset or info.get("name")
-    if not name:
-        raise GenlabError("the checkpoint does not record its dataset; pass --dataset")
-    same = {k: v for k, v in info.get("options", {}).items() if k in ("image_size", "channels", "path")}
-    if args.dataset:
-        same = {}
-    try:
-        data = load_data(args, name, "test", **same)
-    except GenlabError as e:
-        if "split" not in str(e):
-            raise
-        data = load_data(args, name, "train", **same)
-    if data.kind != "image":
-        raise GenlabError(f"dataset {data.name} holds {data.kind}, not images")
-    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
-    batch = data.batch(idx)
-    if shape is not None and tuple(batch["x"].shape[1:]) != tuple(shape):
-        raise GenlabError(f"the dataset's images are {tuple(batch['x'].shape[1:])} but the model makes {tuple(shape)}; "
-                          "pass --image-size / --channels to match")
-    return batch["x"], batch.get("y")
-
-
-def _run(args) -> int:
-    from ..cli.common import output_path
-    from ..train.checkpoint import sampling_model
-    from ..train.device import pick_device
-
-    device = pick_device(args.device)
-    model, config = sampling_model(args.checkpoint, device, family="diffusion")
-    kind = args.viz_kind
-    out = output_path(args.out, args.checkpoint, KINDS[kind])
-    T = model.schedule.T
-    default_steps = getattr(args, "steps", None) or min(50, T)  # a T = 20 model cannot take 50
-    g = torch.Generator(device=model.device).manual_seed(args.seed)
-    names = class_names(config, model.num_classes)
-    label = getattr(args, "label", None)
-    y_for = (lambda n: torch.full((n,), label, dtype=torch.long)) if label is not None else (lambda n: None)
-    kw = {"sampler": getattr(args, "sampler", None) or "ddim", "steps": getattr(args, "steps", None)}
-    if kind != "guidance-sweep" and getattr(args, "guidance", 1.0) != 1.0:
-        kw["guidance"] = args.guidance
-    if kind == "class-grid":
-        if args.classifier:
-            from ..cli.sample import load_classifier
-
-            scale = 1.0 if args.classifier_scale is None else args.classifier_scale
-            kw.update(classifier=load_classifier(args.classifier, device, config), classifier_scale=scale)
-            names = class_names(config, kw["classifier"].num_classes)
-        elif args.classifier_scale is not None:
-            raise GenlabError("--classifier-scale needs --classifier (a noisy-classifier run folder)")
-        path = class_grid(model, out, args.per_class, g, names, **kw)
-    elif kind == "guidance-sweep":
-        path = guidance_sweep(model, out, _scales(args.scales, model), g, names, **kw)
-    elif kind == "sampler-grid":
-        kw.pop("sampler"), kw.pop("steps")
-        specs = args.samplers or (f"ddpm,ddim:{min(50, T)},ddim:{min(10, T)},dpmpp:{min(20, T)},"
-                                  f"dpmpp:{min(10, T)}")
-        path = sampler_comparison(model, out, parse_sampler_specs(specs), args.num_images, g,
-                                  y_for(args.num_images), **kw)
-    elif kind == "ddim-interpolation":
-        path = ddim_interpolation(model, out, args.pairs, args.frames, default_steps, g, y_for(args.pairs),
-                                  sampler=kw["sampler"], **({"guidance": kw["guidance"]} if "guidance" in kw else {}))
-    elif kind == "inversion":
-        if args.refine < 0:
-            raise GenlabError(f"--refine must be >= 0, got {args.refine}")
-        x0, y = checkpoint_images(args, config, args.num_images, args.seed, _image_shape(model))
-        y = y_for(len(x0)) if label is not None else (y if model.num_classes else None)
-        path, stats = inversion_panel(model, x0, out, default_steps, y, args.refine)
-        print(f"round trip: MSE {stats['mse']:.3e}, max |error| {stats['max_abs']:.4f}")
-    elif kind == "inpainting":
-        from ..diffusion.inpaint import load_mask
-
-        x0, _ = checkpoint_images(args, config, args.num_images, args.seed, _image_shape(model))
-        mask = load_mask(args.mask, len(x0), model.cfg.image_size, torch.Generator().manual_seed(args.seed))
-        filled = inpaint_images(model, x0, mask, args.steps, args.resample, y=y_for(len(x0)),
-                                guidance=kw.get("guidance", 1.0), generator=g)
-        path = inpainting_panel(x0, mask, [filled], out, [f"filled in\n(r = {args.resample})"],
-                                title=f"inpainting, mask '{args.mask}', {args.steps or model.schedule.T} steps")
-    else:  # guidance-curve
-        dataset = args.dataset or config.get("data", {}).get("name")
-        path, rows = guidance_curve(model, dataset, out, _scales(args.scales, model), args.n,
-                                    kw["sampler"], kw["steps"] or (None if kw["sampler"] == "ddpm" else min(50, T)),
-                                    args.seed, device=device)
-        for r in rows:
-            print(f"w={r['guidance']:<4g} FID {r['fid']:8.3f}  accuracy {r['conditional_accuracy']:.3f}  "
-                  f"precision {r['precision']:.3f}  recall {r['recall']:.3f}")
-    print(f"wrote {path}")
-    return 0
-

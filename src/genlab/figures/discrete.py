@@ -1,6 +1,6 @@
 """Pictures and text panels of discrete diffusion: the forward corruption with its
 probability table, the reverse process step by step, and sample quality against
-the number of sampling steps. Also `genlab visualize discrete-forward | discrete-reverse`.
+the number of sampling steps (`genlab visualize discrete-forward | discrete-reverse`: cli/visualize_discrete.py).
 """
 
 from __future__ import annotations
@@ -11,9 +11,14 @@ from typing import Callable
 
 import torch
 
-from ..cli.common import make_folder
+from ..data.words import load_words, show_tokens, tokens_to_images, word_sets
 from ..diffusion.discrete import DiscreteProcess
-from ..errors import GenlabError
+from ..metrics.text import quality_vs_steps
+from ..models.discrete import SAMPLERS
+from ..viz.grid import save_gif, save_grid, save_strip
+from ..viz.plots import plt, save_figure
+from ..viz.samples import save_samples
+from ..viz.text import save_text, text_panel
 
 
 @dataclass
@@ -40,8 +45,6 @@ class TokenView:
         return bool(self.grid)
 
     def show(self, tokens: torch.Tensor) -> list[str]:
-        from ..data.words import show_tokens
-
         return show_tokens(tokens.cpu(), self.alphabet, self.mask_id)
 
     def name(self, t: int) -> str:
@@ -55,8 +58,6 @@ class TokenView:
 
     def images(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token grids -> images in [-1, 1], [MASK] drawn red."""
-        from ..data.words import tokens_to_images
-
         return tokens_to_images(tokens.cpu(), self.grid, self.levels, self.mask_id)
 
 
@@ -105,29 +106,9 @@ def reverse_text(trajectory: list[torch.Tensor], show: Callable, title: str = ""
     return "\n".join(lines)
 
 
-def text_panel(text: str, path: str | Path, fontsize: int = 9) -> Path:
-    """Render monospace text to a PNG (the text panels of `genlab visualize`)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = text.split("\n")
-    width = max(len(s) for s in lines) if lines else 1
-    fig = plt.figure(figsize=(max(4.0, 0.075 * width * fontsize / 9), max(1.0, 0.16 * len(lines) * fontsize / 9)))
-    fig.text(0.01, 0.99, text, family="monospace", fontsize=fontsize, va="top", ha="left")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 def plot_quality_vs_steps(rows: list[dict], path: str | Path, keys=("memorised", "novel", "non_word"),
                           title: str = "sample quality vs sampling steps") -> Path:
     """Lines of rows[key] against rows["steps"], one colour per key, one line style per rows["sampler"]."""
-    from .plots import plt, save_figure
-
     fig, ax = plt.subplots(figsize=(6, 4))
     styles = ["-o", "--s", ":^", "-.d"]
     samplers = sorted({r["sampler"] for r in rows})
@@ -150,15 +131,10 @@ def forward_panel(process: DiscreteProcess, view: TokenView, x0: torch.Tensor, o
     """The forward process of one sequence x0 (L,): `out`.txt (probability table per time) and
     `out`.png (the table as a picture for text; a strip of corrupted images for image tokens)."""
     out = Path(out)
-    make_folder(out.parent)
     x0 = x0.reshape(1, -1).cpu()
     if not view.is_image:
         text = forward_table(process, x0, list(times), view.show, view.name, generator)
-        txt = out.with_suffix(".txt")
-        txt.write_text(text + "\n")
-        return [txt, text_panel(text, out.with_suffix(".png"))]
-    from . import save_strip
-
+        return [save_text(text, out.with_suffix(".txt")), text_panel(text, out.with_suffix(".png"))]
     a = process.alpha_at(torch.tensor([float(u) for u in times]))
     frames = torch.cat([process.corrupt(x0, a[i : i + 1], generator) for i in range(len(times))])
     noise = "[MASK] (red)" if process.absorbing else f"a uniform level of {process.D}"
@@ -172,9 +148,7 @@ def forward_panel(process: DiscreteProcess, view: TokenView, x0: torch.Tensor, o
         other = 1 - ai if process.absorbing else (1 - ai) / process.D
         changed = float((frames[i] != x0[0]).float().mean())
         lines.append(f"{u:5.2f}  {ai:6.3f}  {keep:13.3f}  {other:13.3f}   {changed:8.3f}")
-    txt = out.with_suffix(".txt")
-    txt.write_text("\n".join(lines) + "\n")
-    return [txt, save_strip([view.images(frames)], out.with_suffix(".png"))]
+    return [save_text("\n".join(lines), out.with_suffix(".txt")), save_strip([view.images(frames)], out.with_suffix(".png"))]
 
 
 @torch.no_grad()
@@ -183,18 +157,13 @@ def reverse_panel(model, out: str | Path, sampler: str | None = None, steps: int
     """The reverse process of n samples from a trained DiscreteDiffusion: `out`.txt/.png
     (one line per step, text) or `out`.png/.gif (image tokens, masks red)."""
     out = Path(out)
-    make_folder(out.parent)
     view = TokenView.of(model.cfg)
     sampler = sampler or model.cfg.sampler
     _, traj = model.sample_tokens(n, generator, sampler=sampler, steps=steps, trajectory=True, **sample_kwargs)
     if not view.is_image:
         text = reverse_text(traj, view.show, f"reverse process, {sampler} sampler, {len(traj) - 1} steps "
                                              f"('_' = [MASK], '.' = padding)")
-        txt = out.with_suffix(".txt")
-        txt.write_text(text + "\n")
-        return [txt, text_panel(text, out.with_suffix(".png"))]
-    from . import save_gif, save_strip
-
+        return [save_text(text, out.with_suffix(".txt")), text_panel(text, out.with_suffix(".png"))]
     pick = torch.linspace(0, len(traj) - 1, min(10, len(traj))).round().long().tolist()
     frames = [view.images(traj[i]) for i in pick]
     rows = [torch.stack([f[j] for f in frames]) for j in range(n)]
@@ -202,102 +171,40 @@ def reverse_panel(model, out: str | Path, sampler: str | None = None, steps: int
             save_gif([view.images(x) for x in traj], out.with_suffix(".gif"), duration_ms=80)]
 
 
-# --------------------------------------------------------------------------- CLI: genlab visualize
-
-def add_visualize_parser(kinds, name: str, help_text: str) -> None:
-    """`genlab visualize discrete-forward` (no model needed) and `discrete-reverse` (a checkpoint)."""
-    from ..cli.common import add_data_flags, positive
-
-    p = kinds.add_parser(name, help=help_text)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    if name == "discrete-forward":
-        add_data_flags(p, "words")
-        p.add_argument("--checkpoint", default=None, help="take the process from this run (else --process/--schedule)")
-        p.add_argument("--process", default="absorbing", help="absorbing | uniform")
-        p.add_argument("--schedule", default="linear", help="linear | cosine")
-        p.add_argument("--word", default=None, help="words: the word to corrupt (default: a test word)")
-        p.add_argument("--index", type=int, default=0, help="which test item to corrupt")
-        p.add_argument("--times", default="0,0.1,0.25,0.5,0.75,0.9,1", help="comma-separated times u in [0, 1]")
-        p.add_argument("--out", default="discrete_forward", help="output path without suffix (.txt, .png)")
-        p.set_defaults(func=_run_forward)
-    elif name == "discrete-reverse":
-        p.add_argument("--checkpoint", required=True, help="run folder written by `genlab train discrete`")
-        p.add_argument("--sampler", default=None, help="ancestral | maskgit (default: the model's)")
-        p.add_argument("--steps", type=positive(), default=None, help="sampling steps (default: the model's)")
-        p.add_argument("--num", type=int, default=6, help="sequences to show")
-        p.add_argument("--class", dest="label", type=int, default=None, help="class to generate (conditional models)")
-        p.add_argument("--pattern", default=None, help="words: infill a pattern such as c__t or pre*")
-        p.add_argument("--temperature", type=float, default=None)
-        p.add_argument("--out", default=None, help="output path without suffix (default: <checkpoint>/reverse_process)")
-        p.set_defaults(func=_run_reverse)
-    else:
-        raise GenlabError(f"genlab.viz.discrete has no picture '{name}'")
+def discrete_artifacts(model, data, out: Path, generator: torch.Generator) -> list[Path]:
+    """Forward process with its probability table, the reverse process step by step,
+    samples (word list + infilling, or image grids) and, for words, quality vs steps."""
+    g, view = generator, TokenView.of(model.cfg)
+    i = 0
+    if not model.is_image:  # a long word shows more
+        i = int(((data.x != 0).sum(1) >= min(7, model.cfg.seq_len)).float().argmax())
+    paths = forward_panel(model.process, view, data.x[i], out / "forward_process", generator=g)
+    samplers = SAMPLERS if model.process.absorbing else ("ancestral",)
+    if model.is_image:
+        y = torch.arange(8) % model.num_classes if model.num_classes else None
+        for sampler in samplers:
+            paths += reverse_panel(model, out / f"reverse_process_{sampler}", sampler,
+                                   model.cfg.sample_steps or 32, 8, g, y=y)
+        n = 10 * model.num_classes if model.num_classes else 64
+        samples = model.sample(n, g, y=torch.arange(n) // 10 if model.num_classes else None)
+        return paths + [save_grid(samples, out / "samples.png", nrow=10 if model.num_classes else None)]
+    for sampler in samplers:
+        paths += reverse_panel(model, out / f"reverse_process_{sampler}", sampler, model.cfg.seq_len, 6, g)
+    paths += save_samples(model.present(model.sample_tokens(64, g)), out / "samples.txt")
+    infill = [f"{p:<8} -> " + ", ".join(model.infill(p, 8, g))
+              for p in ("c__t", "s___e", "___ing", "pre*", "q*") if len(p.rstrip("*")) <= model.cfg.seq_len]
+    paths.append(save_text("\n".join(infill), out / "infill.txt"))
+    train_words, dictionary = word_sets(load_words("train", seq_len=model.cfg.seq_len,
+                                                   test_fraction=data.meta.get("test_fraction", 0.1),
+                                                   path=data.meta.get("source")))
+    rows = quality_vs_steps(model, train_words, dictionary, 300, (1, 2, 4, 8, 16, 32))
+    paths.append(plot_quality_vs_steps(rows, out / "quality_vs_steps.png"))
+    return paths + [save_csv(rows, out / "quality_vs_steps.csv")]
 
 
-def _times(text: str) -> list[float]:
-    try:
-        times = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError as e:
-        raise GenlabError(f"--times expects comma-separated numbers in [0, 1], got '{text}'") from e
-    if not times or any(not 0 <= t <= 1 for t in times):
-        raise GenlabError(f"--times must be numbers in [0, 1], got '{text}'")
-    return times
-
-
-def _run_forward(args) -> int:
-    from ..cli.common import generator, load_data
-
-    if args.checkpoint:
-        from ..train.checkpoint import sampling_model
-        from ..train.device import pick_device
-
-        model, _ = sampling_model(args.checkpoint, pick_device(args.device), family="discrete")
-        process, view = model.process, TokenView.of(model.cfg)
-        data = None
-    else:
-        data = load_data(args, args.dataset or "words", "test")
-        if data.kind != "tokens":
-            raise GenlabError(f"dataset {data.name} holds {data.kind}; discrete-forward needs a token dataset "
-                              f"(words, fashion_mnist-binary, mnist-tokens, ...)")
-        view = TokenView.of(data.meta)
-        process = DiscreteProcess(args.process, data.meta["vocab_size"], data.meta.get("data_vocab"),
-                                  view.mask_id if args.process == "absorbing" else None, args.schedule)
-    if args.word:
-        if view.is_image:
-            raise GenlabError("--word applies to word datasets")
-        from ..data.words import encode_words
-
-        x0 = encode_words([args.word.lower()], view.alphabet, (data.x.shape[1] if data is not None
-                                                                  else model.cfg.seq_len))[0]
-    else:
-        if data is None:
-            raise GenlabError("with --checkpoint, give --word (or drop --checkpoint to draw from --dataset)")
-        if not 0 <= args.index < len(data):
-            raise GenlabError(f"--index must be in [0, {len(data)}), got {args.index}")
-        x0 = data.x[args.index]
-    for p in forward_panel(process, view, x0, args.out, _times(args.times), generator(args.seed)):
-        print(f"wrote {p}")
-    return 0
-
-
-def _run_reverse(args) -> int:
-    from ..cli.common import generator
-    from ..train.checkpoint import sampling_model
-    from ..train.device import pick_device
-
-    model, _ = sampling_model(args.checkpoint, pick_device(args.device), family="discrete")
-    kw = {}
-    if args.label is not None:
-        kw["y"] = torch.full((args.num,), args.label, dtype=torch.long)
-    if args.temperature is not None:
-        kw["temperature"] = args.temperature
-    if args.pattern:
-        tokens, fixed = model.pattern_to_tokens(args.pattern)
-        kw.update(fixed=tokens.expand(args.num, -1).to(model.device),
-                  fixed_mask=fixed.expand(args.num, -1).to(model.device),
-                  letters_only=model.pattern_letters(args.pattern).expand(args.num, -1))
-    out = args.out or Path(args.checkpoint) / "reverse_process"
-    for p in reverse_panel(model, out, args.sampler, args.steps, args.num, generator(args.seed), **kw):
-        print(f"wrote {p}")
-    return 0
+def save_csv(rows: list[dict], path: Path) -> Path:
+    """rows (dicts with the same keys) as a CSV file, floats with 4 decimals."""
+    keys = list(rows[0])
+    lines = [",".join(keys)] + [",".join(f"{r[k]:.4f}" if isinstance(r[k], float) else str(r[k]) for k in keys)
+                                for r in rows]
+    return save_text("\n".join(lines), path)
