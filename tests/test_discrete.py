@@ -445,7 +445,7 @@ def test_image_token_model_is_conditional_and_returns_images(tmp_path):
 def test_config_checks():
     with pytest.raises(GenlabError, match="unknown objective"):
         DiscreteDiffusion(DiscreteConfig(objective="mse"))
-    with pytest.raises(GenlabError, match="maskgit sampler needs"):
+    with pytest.raises(GenlabError, match="^sampler maskgit needs the absorbing process"):
         DiscreteDiffusion(DiscreteConfig(process="uniform", sampler="maskgit"))
     with pytest.raises(GenlabError, match="image grid"):
         DiscreteDiffusion(DiscreteConfig(grid=(1, 4, 4), seq_len=10))

@@ -170,7 +170,7 @@ def test_visualize_kinds(runs, tmp_path, monkeypatch):
         args = parser.parse_args([name, *common[:2], *steps, *extra, "--out", str(out)])
         assert args.func(args) == 0
         _png(out)
-    with pytest.raises(vs.GenlabError, match="--samplers"):
+    with pytest.raises(vs.GenlabError, match="^samplers expects items like ddim:50"):
         vs.parse_sampler_specs("ddim:x")
 
 

@@ -295,7 +295,7 @@ def test_bad_train_settings(tiny_data):
                     (dict(precision="fp8"), "unknown precision"),
                     (dict(num_samples=-1), "^num_samples must be >= 0"), (dict(max_steps=-1), "^max_steps must be"),
                     (dict(max_minutes=-1.0), "^max_minutes must be"), (dict(log_every=0), "^log_every must be"),
-                    (dict(batch_size=64), "^batch_size 64 is more than dataset")]:
+                    (dict(batch_size=64), "^batch_size 64 is too large: .* fewer than one batch")]:
         with pytest.raises(GenlabError, match=msg):
             train(tiny_model(), tiny_data, tiny_cfg(**kw))
     points = load_dataset("toy2d", n=64)

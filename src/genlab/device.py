@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import GenlabError
+from .errors import GenlabError, ParamError
 
 PRECISION_TABLE = Path(__file__).with_name("precision.json")
 TASKS = ("train", "sample")
@@ -41,9 +41,9 @@ def pick_device(name: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise GenlabError("--device cuda was requested but no CUDA GPU is visible; use --device cpu")
+        raise ParamError("device", "cuda was requested but no CUDA GPU is visible; use cpu")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise GenlabError("--device mps was requested but Apple MPS is not available; use --device cpu")
+        raise ParamError("device", "mps was requested but Apple MPS is not available; use cpu")
     try:
         return torch.device(name)
     except RuntimeError as e:
@@ -131,7 +131,7 @@ def use_bf16(precision: str, device: torch.device, task: str = "train") -> bool:
     device = torch.device(device)
     if precision == "bf16":
         if not hardware_bf16(device) and device.type != "cpu":  # a CPU emulates bf16 (slowly)
-            raise GenlabError(f"bf16 is not supported on {device}; use --precision fp32")
+            raise ParamError("precision", f"bf16 is not supported on {device}; use fp32")
         return True
     return measured_choice(device, task)["bf16"] and hardware_bf16(device)
 

@@ -111,8 +111,8 @@ class BatchLoader:
         self.epoch = 0
         n = len(data) // world_size
         if n == 0 or (drop_last and n < batch_size):
-            raise ParamError("batch_size", f"{batch_size} is more than dataset {data.name} holds per process "
-                             f"({n} of its {len(data)} items); lower it")
+            raise ParamError("batch_size", f"{batch_size} is too large: dataset {data.name} has {len(data)} items, "
+                             f"fewer than one batch of {batch_size} per process; lower it")
 
     def __len__(self) -> int:
         n = len(self.data) // self.world_size

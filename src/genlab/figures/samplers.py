@@ -108,10 +108,10 @@ def parse_sampler_specs(text: str) -> list[tuple[str, int | None, float]]:
         except ValueError as e:
             raise ParamError("samplers", f"expects items like ddim:50 or ddim:50:1.0, got '{item}'") from e
         if steps is not None and steps < 1:
-            raise ParamError("samplers", f"step counts must be >= 1 (or left out for the default), got '{item}'")
+            raise ParamError("samplers", f"item '{item}': the step count must be >= 1 (or left out for the default)")
         if eta and parts[0] != "ddim":
-            raise ParamError("samplers", f"may give an eta to ddim only (ddpm is ancestral, dpmpp deterministic), "
-                             f"got '{item}'")
+            raise ParamError("samplers", f"item '{item}': eta applies to ddim only (ddpm is ancestral, dpmpp "
+                             "deterministic)")
         out.append((parts[0], steps, eta))
     if not out:
         raise ParamError("samplers", "is empty; give e.g. ddpm,ddim:50,dpmpp:20")

@@ -197,8 +197,8 @@ def real_features(extractor: FeatureExtractor, dataset: str, split: str, n: int,
     if data.kind != "image" and not grid:
         raise GenlabError(f"dataset {dataset} holds {data.kind}, not images: image metrics do not apply")
     if n > len(data):
-        raise ParamError("n", f"must be at most {len(data)}, the images in the {split} split of {dataset}, "
-                         f"got {n}")
+        raise ParamError("n", f"{n} asks for more images than the {split} split of {dataset} has (only "
+                         f"{len(data)}); lower it to at most {len(data)}")
     idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
     if grid:  # image tokens (binarised / quantised pixels): real images quantised the same way
         from ..data.words import tokens_to_images
