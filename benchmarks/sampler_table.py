@@ -40,12 +40,13 @@ import torch
 
 from genlab.bench.noise import MIN_DRAWS, mean_sd, pm, real_draws, score_draws, verdict
 from genlab.data import load_dataset
+from genlab.device import pick_device
 from genlab.figures.samplers import guidance_curve_plot
+from genlab.fmt import num
 from genlab.metrics.features import feature_extractor
 from genlab.models import build_model
 from genlab.train import TrainConfig, train
 from genlab.train.checkpoint import sampling_model
-from genlab.device import pick_device
 
 ROWS = [("ddpm", None), ("ddim", 10), ("ddim", 25), ("ddim", 50), ("ddim", 100), ("dpmpp", 10), ("dpmpp", 20)]
 GUIDED = [("ddim", 50), ("dpmpp", 20)]
@@ -168,10 +169,6 @@ def load_rows(done_file: Path, key: dict) -> tuple[dict, list[dict]]:
     return done, history
 
 
-def fmt(v, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
-
-
 def name(r: dict) -> str:
     eta = "" if row_eta(r) == default_eta(r["sampler"]) else f" (eta {row_eta(r):g})"
     w = "" if r["guidance"] == 1.0 else f" at w = {r['guidance']:g}"
@@ -205,9 +202,9 @@ def markdown(rows: list[dict], guided: list[dict], targets: list[str], args, inf
     for r in rows + guided:
         speed = base["seconds_per_1000"] / r["seconds_per_1000"] if base else None
         lines.append(f"| {r['sampler']} | {r['steps']} | {row_eta(r):g} | {r['guidance']:g} | "
-                     f"{pm(r['fid'], r.get('fid_sd'), '.2f')} | {fmt(r['precision'], '.3f')} | "
-                     f"{fmt(r['recall'], '.3f')} | {fmt(r['conditional_accuracy'], '.3f')} | "
-                     f"{r['seconds_per_1000']:.1f} | {fmt(speed, '.1f')}x |")
+                     f"{pm(r['fid'], r.get('fid_sd'), '.2f')} | {num(r['precision'], '.3f')} | "
+                     f"{num(r['recall'], '.3f')} | {num(r['conditional_accuracy'], '.3f')} | "
+                     f"{r['seconds_per_1000']:.1f} | {num(speed, '.1f')}x |")
     first = (rows + guided)[0]
     return "\n".join([
         "# Diffusion samplers: quality vs speed (Fashion-MNIST, class-conditional)",
@@ -286,8 +283,8 @@ def training_length(rows: list[dict], history: list[dict]) -> list[str]:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for steps, got in sorted(by_steps.items()):
         minutes = next(iter(got.values())).get("train_minutes")
-        lines.append(f"| {steps} | {fmt(minutes, '.0f')} | "
-                     + " | ".join(fmt(got[k]["fid"], ".1f") if k in got else "-" for k in pick) + " |")
+        lines.append(f"| {steps} | {num(minutes, '.0f')} | "
+                     + " | ".join(num(got[k]["fid"], ".1f") if k in got else "-" for k in pick) + " |")
     return ["FID at w = 1 on earlier checkpoints of the same run (same n, seed and batch):\n\n" + "\n".join(lines)]
 
 

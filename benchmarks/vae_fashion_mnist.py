@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from genlab.data import load_dataset
+from genlab.fmt import num
 from genlab.metrics.likelihood import bits_per_dim, iwae_per_item, latent_diagnostics, negative_elbo
 from genlab.metrics.reconstruction import reconstruction_metrics
 from genlab.models import build_model
@@ -73,10 +74,6 @@ def evaluate(model, test, args, run: Path) -> dict:
     out["active"] = " / ".join(f"{int(scalars[f'active_units_{layer}'])}/{int(scalars[f'latent_dims_{layer}'])}"
                                for layer in ("z2", "z1", "z") if f"active_units_{layer}" in scalars)
     return out
-
-
-def fmt(v, digits=2) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
 
 
 def main(argv=None) -> int:
@@ -175,9 +172,9 @@ def results_markdown(rows: list[dict], args, runs_dir: Path) -> str:
         k = int(r["iwae_k"]) if "iwae_k" in r else None
         lines.append(f"| {r['name']} | {r['params'] / 1e6:.3f}M | {latent} | {r['epochs']:.2f} | "
                      f"{r['sec_per_epoch']:.1f} | {r['mse']:.5f} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
-                     f"{fmt(r.get('neg_elbo_nats'))} | {fmt(r.get('neg_elbo_bpd'), 4)} | {k or '-'} | "
-                     f"{fmt(r.get('neg_iwae_nats'))}{' ± ' + fmt(r['neg_iwae_se']) if 'neg_iwae_se' in r else ''} | "
-                     f"{fmt(r.get('neg_iwae_bpd'), 4)} | "
+                     f"{num(r.get('neg_elbo_nats'), '.2f')} | {num(r.get('neg_elbo_bpd'), '.4f')} | {k or '-'} | "
+                     f"{num(r.get('neg_iwae_nats'), '.2f')}{' ± ' + num(r['neg_iwae_se'], '.2f') if 'neg_iwae_se' in r else ''} | "
+                     f"{num(r.get('neg_iwae_bpd'), '.4f')} | "
                      f"{r.get('active', '-')} |")
     mean_mse = rows[0]["mse_mean_image"] if rows else float("nan")
     lik = ("Bernoulli on intensities in [0, 1]" + (" binarised at 0.5" if args.binarize else

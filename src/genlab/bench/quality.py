@@ -23,8 +23,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import GenlabError
 from ..device import pick_device
+from ..errors import GenlabError
+from ..fmt import num
 from .noise import check_draws, pm, real_draws, score_draws
 from .speed import load_average, machine_info, md_table
 
@@ -151,15 +152,14 @@ def quality_command(cfg: QualityConfig) -> str:
 def quality_markdown(q: dict) -> str:
     cfg, m = q["cfg"], q["metrics"]
 
-    def num(key):
-        v = m.get(key)
-        return "-" if v is None else f"{v:.4g}"
+    def cell(key):
+        return num(m.get(key), ".4g")
 
     rows = [["FID", pm(m.get("fid"), m.get("fid_sd"), ".4g"), pm(m.get("floor_fid"), m.get("floor_fid_sd"), ".4g")],
-            ["KID", num("kid"), num("floor_kid")], ["precision", num("precision"), num("floor_precision")],
-            ["recall", num("recall"), num("floor_recall")]]
+            ["KID", cell("kid"), cell("floor_kid")], ["precision", cell("precision"), cell("floor_precision")],
+            ["recall", cell("recall"), cell("floor_recall")]]
     if "conditional_accuracy" in m:
-        rows.append(["class accuracy (requested class)", num("conditional_accuracy"), "-"])
+        rows.append(["class accuracy (requested class)", cell("conditional_accuracy"), "-"])
     if cfg.recipe:
         title, recipe = f"## Quality: `{cfg.recipe}`", f"The recipe of `{cfg.recipe}`"
         train_cmd = f"genlab train diffusion --config {cfg.recipe}"

@@ -31,10 +31,10 @@ from pathlib import Path
 import torch
 
 from ..data.base import BatchLoader, TensorDataset
-from ..errors import GenlabError
-from ..fmt import md_table, write_section  # noqa: F401  (bench.quality and the CLI use them from here)
-from ..models.base import GenerativeModel
 from ..device import autocast, cpu_has_bf16, hardware_bf16, pick_device, use_bf16, use_channels_last
+from ..errors import GenlabError
+from ..fmt import md_table, num, write_section  # noqa: F401  (bench.quality and the CLI use them from here)
+from ..models.base import GenerativeModel
 from ..train.config import TrainConfig
 from ..train.ema import EMA
 from ..train.log import Accumulator
@@ -444,10 +444,6 @@ def sampling_rows(cfg: SpeedConfig, device: torch.device, bf16_ok: bool, log=pri
 
 # ---------------------------------------------------------------- report
 
-def _fmt(x: float, digits: int = 3) -> str:
-    return "-" if x is None or not math.isfinite(x) else f"{x:.{digits}g}"
-
-
 def targets(result: dict) -> list[str]:
     """The issue's targets, each with its measured value."""
     paths = [p for p in result["paths"] if not p.error and math.isfinite(p.seconds)]
@@ -483,7 +479,7 @@ def speed_markdown(result: dict) -> str:
              f"load average (1, 5, 15 min) {result['load'][0]} before, {result['load'][1]} after.", "",
              "### Peak matmul", "",
              md_table(["dtype", "size", "TFLOP/s"],
-                      [[k, f"{result['peak_size']}^3", _fmt(v / 1e12)] for k, v in peak.items()]),
+                      [[k, f"{result['peak_size']}^3", num(v / 1e12)] for k, v in peak.items()]),
              "", f"### Training step, batch {b}", ""]
     rows, fp32_eager = [], {}
     for p in result["paths"]:

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import torch
 
+from .. import train as training  # training.train, looked up at call time (tests replace it)
 from ..cli.train import fill_from_data
 from ..data import load_dataset
+from ..device import pick_device
 from ..errors import GenlabError
 from ..figures.artifacts import save_artifacts
 from ..figures.latent import save_kl_sweep
@@ -26,13 +28,12 @@ from ..metrics.features import ClassifierFeatures, find_classifier, load_classif
 from ..metrics.likelihood import latent_diagnostics, negative_elbo
 from ..metrics.reconstruction import reconstruction_metrics
 from ..models import MODELS, build_model
-from .. import train as training  # training.train, looked up at call time (tests replace it)
 from ..train import TrainConfig
 from ..train.checkpoint import STATE
-from ..device import pick_device
 from ..viz.grid import save_grid
 from .presets import FAMILY, LOCK_FILE, ROW_FILE, STAGES, TITLE, Preset, Stage
 from .report import write_report
+
 
 class OutputLock:
     """<out>/.run-all.lock (holding the pid) while a run writes there.
@@ -90,12 +91,6 @@ def _params(model) -> int:
 
 def _rel(path: Path, root: Path) -> str:
     return Path(path).resolve().relative_to(root.resolve()).as_posix()
-
-
-def duration(seconds: float) -> str:
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 class Lab:
