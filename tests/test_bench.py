@@ -212,6 +212,29 @@ def test_quality_of_a_recipe_from_a_config_file(tmp_path, shapes_recipe, one_thr
     assert stored["train"]["max_minutes"] == 0.05
 
 
+def test_quality_of_a_gan_recipe(tmp_path, shapes_recipe, one_thread):
+    """A config file with "family": "gan" is measured the same way: FID ± SD over 5 draws, class accuracy."""
+    import json
+
+    from genlab.train.checkpoint import read_config
+
+    recipe = tmp_path / "gan_tiny.json"
+    recipe.write_text(json.dumps({"family": "gan", "dataset": "shapes", "conditional": True, "loss": "hinge",
+                                  "spectral_norm": True, "z_dim": 8, "g_width": 8, "d_width": 8, "batch_size": 16}))
+    out = tmp_path / "bench"
+    assert main(["bench", "--quality", "--config", str(recipe), "--minutes", "0.03", "--n", "20", "--out", str(out),
+                 "--run-dir", str(tmp_path / "run")]) == 0
+    section = (out / "results.md").read_text().split("<!-- genlab-bench:quality:gan_tiny -->")[1]
+    assert f"genlab train gan --config {recipe}" in section and "EMA generator: sampling of 5 x 20 images" in section
+    assert re.search(rf"\| FID \| {NUMBER} ± {NUMBER} \|", section) and "| class accuracy" in section
+    assert read_config(tmp_path / "run")["family"] == "gan"
+    # a GAN samples in one call: sampler options are refused in one line
+    assert main(["bench", "--quality", "--config", str(recipe), "--minutes", "0.03", "--sampler", "ddim",
+                 "--out", str(out), "--run-dir", str(tmp_path / "run2")]) == 2
+    # `genlab train` takes the same file, and refuses it for another family
+    assert main(["train", "diffusion", "--config", str(recipe), "--out", str(tmp_path / "x")]) == 2
+
+
 def test_an_interrupted_quality_run_writes_no_result(tmp_path, shapes_recipe, monkeypatch, one_thread):
     """Ctrl-C during training: exit 130, the run keeps its checkpoint, and no line of a cut-short run is written."""
     import os

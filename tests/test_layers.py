@@ -20,8 +20,9 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS = [
     # writing image files, plots and text (genlab.viz) is a low-level utility any layer may use
     ("low-level utilities", {"genlab", "genlab.errors", "genlab.rng", "genlab.fmt", "genlab.pixels", "genlab.device",
+                             "genlab.color",
                              "genlab.viz"}),
-    ("data, nn, diffusion", {"genlab.data", "genlab.nn", "genlab.diffusion"}),
+    ("data, nn, diffusion, gan", {"genlab.data", "genlab.nn", "genlab.diffusion", "genlab.gan"}),
     ("models", {"genlab.models"}),
     ("train, metrics", {"genlab.train", "genlab.metrics"}),
     ("figures", {"genlab.figures"}),  # pictures that know about a model

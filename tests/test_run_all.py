@@ -63,7 +63,7 @@ def number(cell: str) -> float:
 def test_report_has_every_model_with_numbers(lab_out):
     text = (lab_out / "results.md").read_text()
     rows = table_rows(text, "model")
-    assert list(rows) == ["Classifier", "AE", "VAE", "HVAE", "DDPM"]
+    assert list(rows) == ["Classifier", "AE", "VAE", "HVAE", "DDPM", "GAN"]
     head = [c.strip() for c in next(l for l in text.splitlines() if l.startswith("| model |")).strip("|").split("|")]
     col = {name: i for i, name in enumerate(head)}
     for name in ("AE", "VAE", "HVAE"):
@@ -74,10 +74,10 @@ def test_report_has_every_model_with_numbers(lab_out):
         nats, bpd = number(rows[name][col["-ELBO (nats)"]]), number(rows[name][col["-ELBO (bits/dim)"]])
         assert bpd == pytest.approx(nats / (3 * 16 * 16 * 0.6931472), rel=2e-3)
         assert "(k=4)" in rows[name][col["-IWAE (nats)"]]
-    for name in ("VAE", "HVAE", "DDPM"):
+    for name in ("VAE", "HVAE", "DDPM", "GAN"):   # the GAN row beside the VAE and DDPM rows, same metric
         fid = rows[name][col["FID (floor)"]]
         assert number(fid) >= 0 and re.search(r"\(\d", fid), fid   # FID with its floor in brackets
-    for name in ("Classifier", "AE", "VAE", "HVAE", "DDPM"):
+    for name in ("Classifier", "AE", "VAE", "HVAE", "DDPM", "GAN"):
         assert number(rows[name][col["steps (epochs)"]]) > 0 and number(rows[name][col["s / epoch"]]) >= 0
     assert 0 <= number(rows["Classifier"][col["accuracy"]]) <= 1 and "test" in rows["Classifier"][col["accuracy"]]
     assert "cond." in rows["DDPM"][col["accuracy"]]
@@ -95,7 +95,8 @@ def test_every_link_resolves_and_ddpm_pictures_exist(lab_out):
     assert not (lab_out / ".run-all.lock").exists()
     for name in ("samples_grid.png", "denoising_strip.png", "reverse_process.gif", "forward_process.png"):
         assert f"ddpm/{name}" in links and (lab_out / "ddpm" / name).stat().st_size > 0
-    for name in ("inputs.png", "vae/reconstructions.png", "vae/prior_samples.png", "sweep/kl_sweep.png"):
+    for name in ("inputs.png", "vae/reconstructions.png", "vae/prior_samples.png", "sweep/kl_sweep.png",
+                 "gan/samples_grid.png", "gan/interpolation.png", "gan/interpolation.gif"):
         assert name in links
 
 
@@ -126,7 +127,7 @@ def test_only_keeps_other_rows_and_refuses_to_mix_without_overwrite(lab_out, cap
 
 def test_bad_options():
     with pytest.raises(GenlabError, match="unknown stage"):
-        parse_only("ddpm,gan")
+        parse_only("ddpm,stylegan")
     assert parse_only("diffusion, VAE") == ("vae", "ddpm") and parse_only(None) == STAGES
     with pytest.raises(GenlabError, match="unknown preset"):
         make_preset("huge")

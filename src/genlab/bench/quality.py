@@ -45,7 +45,8 @@ class QualityConfig:
     data_dir: str = ""
     model: dict = field(default_factory=dict)   # DiffusionConfig overrides (default: the default recipe)
     recipe: str = ""                # a `genlab train --config` file whose recipe to measure instead
-    recipe_model: dict = field(default_factory=dict)   # its DiffusionConfig options (model overrides these)
+    recipe_model: dict = field(default_factory=dict)   # its model options (model overrides these)
+    family: str = "diffusion"       # the recipe's model family (a config file's "family" key): diffusion | gan
     train: dict = field(default_factory=dict)   # its TrainConfig options (not the budget: minutes, seed, device)
     sample_bf16: bool = False       # sample with the network in bf16 autocast
 
@@ -66,18 +67,24 @@ def run_quality(cfg: QualityConfig, out_dir: str | Path, log=print) -> dict:
     from ..diffusion.samplers import available
     from ..metrics.evaluate import sample_model
     from ..metrics.features import feature_extractor
-    from ..models.diffusion import DiffusionModel
+    from ..models import MODELS, build_model
     from ..train import TrainConfig, train
     from ..viz.grid import save_grid
 
     check_quality_config(cfg)
     device = pick_device(cfg.device)
     model_options = {**cfg.recipe_model, **cfg.model}
+    diffusion = cfg.family == "diffusion"
+    if cfg.family not in ("diffusion", "gan"):
+        raise GenlabError(f"the quality bench measures the diffusion and gan families, not '{cfg.family}'")
     sampler, steps = cfg.sampler, cfg.steps
-    if sampler == "auto":  # the recipe's own sampler, else DDIM-50
+    if not diffusion and (sampler != "auto" or steps or cfg.sample_bf16):
+        raise GenlabError("--sampler, --sample-steps and --sample-bf16 apply to diffusion recipes: a GAN samples "
+                          "in one network call")
+    if diffusion and sampler == "auto":  # the recipe's own sampler, else DDIM-50
         sampler = model_options.get("sampler") or ("ddim" if "ddim" in available() else "ddpm")
         steps = steps or (model_options.get("sample_steps", 0) if "sampler" in model_options else 0)
-    if sampler not in available():
+    if diffusion and sampler not in available():
         raise GenlabError(f"unknown sampler '{sampler}'; choose one of: {', '.join(available())}")
     data = load_dataset(cfg.dataset, "train", data_dir=cfg.data_dir or None)
     if model_options.get("conditional") and not data.num_classes:
@@ -86,17 +93,19 @@ def run_quality(cfg: QualityConfig, out_dir: str | Path, log=print) -> dict:
     extractor = feature_extractor(cfg.dataset, data.channels, data.image_size, device=device)
     real = real_draws(extractor, cfg.dataset, cfg.n, cfg.draws, data_dir=cfg.data_dir or None)
 
-    model_options["sample_bf16"] = cfg.sample_bf16 or model_options.get("sample_bf16", False)
-    model = DiffusionModel(DiffusionModel.Config(**{**model_options, "channels": data.channels,
-                                                    "image_size": data.image_size, "num_classes": data.num_classes}))
-    steps = steps or (None if sampler == "ddpm" else min(50, model.cfg.timesteps))
+    if diffusion:
+        model_options["sample_bf16"] = cfg.sample_bf16 or model_options.get("sample_bf16", False)
+    model = build_model(cfg.family, {**model_options, "channels": data.channels, "image_size": data.image_size,
+                                     "num_classes": data.num_classes})
+    if diffusion:
+        steps = steps or (None if sampler == "ddpm" else min(50, model.cfg.timesteps))
     # the default recipe, stopped by time alone; no mid-run grids so the budget goes to training
-    tcfg = replace(TrainConfig(**{**DiffusionModel.train_defaults, **cfg.train}), epochs=1_000_000,
+    tcfg = replace(TrainConfig(**{**MODELS[cfg.family].train_defaults, **cfg.train}), epochs=1_000_000,
                    max_minutes=cfg.minutes, max_steps=0, sample_every=0, device=cfg.device, seed=cfg.seed)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(cfg.run_dir or f"runs/bench_quality/{cfg.minutes:g}min-{stamp}")
     load_before = load_average()
-    recipe = f"the recipe of {cfg.recipe}" if cfg.recipe else "the default diffusion recipe"
+    recipe = f"the recipe of {cfg.recipe}" if cfg.recipe else f"the default {cfg.family} recipe"
     log(f"quality: training {recipe} on {cfg.dataset} for {cfg.minutes:g} min "
         f"({machine_info(device)}, load {load_before}); run folder {run_dir}")
     result = train(model, data, tcfg, run_dir)
@@ -105,12 +114,13 @@ def run_quality(cfg: QualityConfig, out_dir: str | Path, log=print) -> dict:
         raise KeyboardInterrupt
     model = result.sampling_model.eval()
 
-    log(f"quality: {result.steps} steps; sampling {cfg.draws} draws of {cfg.n} images with {sampler}"
-        f"{'' if steps is None else f'-{steps}'} ...")
+    how = f"{sampler}{'' if steps is None else f'-{steps}'}" if diffusion else "the EMA generator"
+    log(f"quality: {result.steps} steps; sampling {cfg.draws} draws of {cfg.n} images with {how} ...")
     t = time.perf_counter()
     labels = torch.arange(cfg.n) % data.num_classes if model.cfg.conditional else None  # balanced classes
-    draws = [sample_model(model, cfg.n, cfg.batch_size, labels, torch.Generator().manual_seed(cfg.seed + i),
-                          sampler=sampler, steps=steps) for i in range(cfg.draws)]
+    kw = dict(sampler=sampler, steps=steps) if diffusion else {}
+    draws = [sample_model(model, cfg.n, cfg.batch_size, labels, torch.Generator().manual_seed(cfg.seed + i), **kw)
+             for i in range(cfg.draws)]
     sample_seconds = time.perf_counter() - t
     out_dir = Path(out_dir)
     stem = f"_{Path(cfg.recipe).stem}" if cfg.recipe else ""
@@ -119,8 +129,9 @@ def run_quality(cfg: QualityConfig, out_dir: str | Path, log=print) -> dict:
     # training time from the last log row: result.seconds also counts the final checkpoint and grid
     train_seconds = float(result.history[-1]["seconds"]) if result.history else result.seconds
     out = dict(cfg=cfg, steps=result.steps, seconds=train_seconds, batch_size=tcfg.batch_size,
-               epochs=result.steps * tcfg.batch_size / len(data), sampler=sampler,
-               sampler_steps=steps or model.cfg.timesteps, sample_seconds=sample_seconds, metrics=metrics,
+               epochs=result.steps * tcfg.batch_size / len(data), sampler=sampler if diffusion else "generator",
+               sampler_steps=(steps or model.cfg.timesteps) if diffusion else 1, sample_seconds=sample_seconds,
+               metrics=metrics,
                grid=grid, run_dir=run_dir, machine=machine_info(device), load=(load_before, load_average()))
     out["markdown"] = quality_markdown(out)
     return out
@@ -162,19 +173,20 @@ def quality_markdown(q: dict) -> str:
         rows.append(["class accuracy (requested class)", cell("conditional_accuracy"), "-"])
     if cfg.recipe:
         title, recipe = f"## Quality: `{cfg.recipe}`", f"The recipe of `{cfg.recipe}`"
-        train_cmd = f"genlab train diffusion --config {cfg.recipe}"
+        train_cmd = f"genlab train {cfg.family} --config {cfg.recipe}"
     else:
-        title, recipe = "## Quality", f"The {'default ' if not cfg.model else ''}diffusion recipe"
-        train_cmd = f"genlab train diffusion --dataset {cfg.dataset}"
+        title, recipe = "## Quality", f"The {'default ' if not cfg.model else ''}{cfg.family} recipe"
+        train_cmd = f"genlab train {cfg.family} --dataset {cfg.dataset}"
+    how = (f"EMA weights, {q['sampler']}-{q['sampler_steps']} {'bf16 ' if cfg.sample_bf16 else ''}sampling"
+           if cfg.family == "diffusion" else "EMA generator: sampling")
     return "\n".join([
         title, "",
         f"`{quality_command(cfg)}` on {q['machine']}; "
         f"load average {q['load'][0]} before, {q['load'][1]} after.", "",
         f"{recipe} on {cfg.dataset} (`{train_cmd}{model_flags(cfg.model)}`), "
         f"stopped by a {cfg.minutes:g}-minute budget: {q['steps']} steps of batch {q['batch_size']} "
-        f"({q['epochs']:.2f} epochs) in {q['seconds'] / 60:.1f} min. EMA weights, {q['sampler']}-{q['sampler_steps']} "
-        f"{'bf16 ' if cfg.sample_bf16 else ''}"
-        f"sampling of {cfg.draws} x {cfg.n} images took {q['sample_seconds']:.0f} s. Features: {m.get('features')}. "
+        f"({q['epochs']:.2f} epochs) in {q['seconds'] / 60:.1f} min. {how} "
+        f"of {cfg.draws} x {cfg.n} images took {q['sample_seconds']:.0f} s. Features: {m.get('features')}. "
         f"Each number is the mean over {cfg.draws} independent draws of {cfg.n} samples, draw i scored against "
         f"test set i; FID ± its SD over the draws. Floor: {m.get('floor', '-')}, set i vs test set i, the sets "
         "disjoint.", "",

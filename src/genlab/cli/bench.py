@@ -109,26 +109,32 @@ PRECISION_TAKES = ("batch_size", "steps", "repeats", "sample_n")
 BENCH_OWNED = {"epochs", "max_minutes", "max_steps", "sample_every", "device", "seed", "out"}
 
 
-def recipe_options(path: str) -> tuple[str | None, dict, dict]:
-    """A `genlab train diffusion --config` file as (dataset, DiffusionConfig options, TrainConfig options)."""
+def recipe_options(path: str) -> tuple[str | None, dict, dict, str]:
+    """A `genlab train FAMILY --config` file as (dataset, model options, TrainConfig options, family).
+
+    The family is the file's "family" key (diffusion when it has none).
+    """
     import dataclasses
 
-    from ..models.diffusion import DiffusionConfig
+    from ..models import load_all
     from ..train import TrainConfig
     from .options import load_config_file
 
     file_cfg = load_config_file(path)
-    dataset = file_cfg.pop("dataset", None)
-    model_fields = {f.name for f in dataclasses.fields(DiffusionConfig)}
+    dataset, family = file_cfg.pop("dataset", None), file_cfg.pop("family", "diffusion")
+    if family not in ("diffusion", "gan"):
+        raise GenlabError(f"config file {path}: the quality bench measures diffusion and gan recipes, not '{family}'")
+    config_cls = load_all()[family].Config
+    model_fields = {f.name for f in dataclasses.fields(config_cls)}
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(file_cfg) - model_fields - train_fields - BENCH_OWNED)
     if unknown:
-        raise GenlabError(f"config file {path}: {', '.join(unknown)} are not diffusion model or training options; "
+        raise GenlabError(f"config file {path}: {', '.join(unknown)} are not {family} model or training options; "
                           f"the quality bench takes the dataset, model and training options of a recipe")
-    as_tuple = {f.name for f in dataclasses.fields(DiffusionConfig) if isinstance(f.default, tuple)}
+    as_tuple = {f.name for f in dataclasses.fields(config_cls) if isinstance(f.default, tuple)}
     model = {k: tuple(v) if k in as_tuple else v for k, v in file_cfg.items() if k in model_fields}
     train = {k: v for k, v in file_cfg.items() if k in train_fields and k not in BENCH_OWNED}
-    return dataset, model, train
+    return dataset, model, train, family
 
 
 def command_line(args) -> str:
@@ -207,12 +213,13 @@ def _run(args) -> int:
     if args.quality:
         if args.quick:
             raise GenlabError("--quality and --quick do not mix: a quick quality run is --quality --minutes 0.5 --n 200")
-        dataset, recipe_model, recipe_train = recipe_options(args.config) if args.config else (None, {}, {})
+        dataset, recipe_model, recipe_train, family = (recipe_options(args.config) if args.config
+                                                       else (None, {}, {}, "diffusion"))
         cfg = QualityConfig(minutes=args.minutes, n=args.n, draws=args.draws, sampler=args.sampler,
                             steps=args.sample_steps,
                             device=args.device, run_dir=args.run_dir, data_dir=args.data_dir,
                             model=model_options(args.model), sample_bf16=args.sample_bf16, recipe=args.config,
-                            recipe_model=recipe_model, train=recipe_train,
+                            recipe_model=recipe_model, train=recipe_train, family=family,
                             **({"dataset": dataset} if dataset else {}))
         result = run_quality(cfg, out)
         name = section_name(cfg)

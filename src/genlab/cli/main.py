@@ -17,13 +17,14 @@ from ..errors import GenlabError, ParamError
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
     # each command module has add_parser(subparsers), which sets func; listed in `genlab --help` order
-    from . import bench, datasets, demo, inpaint, run_all, sample, train, visualize
+    from . import bench, datasets, demo, inpaint, run_all, sample, sweep, train, visualize
+    from . import colorize
     from . import eval as evaluate
 
     p = argparse.ArgumentParser(prog="genlab", description="A lab for generative image modelling.")
     p.add_argument("--version", action="version", version=f"genlab {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in (train, sample, evaluate, visualize, datasets, inpaint, bench, demo, run_all):
+    for command in (train, sample, evaluate, visualize, datasets, inpaint, colorize, bench, demo, run_all, sweep):
         command.add_parser(sub)
     show_defaults(p)
     return p

@@ -12,6 +12,7 @@ from ..diffusion import samplers
 from ..errors import GenlabError
 from ..train.checkpoint import sampling_model
 from ..device import pick_device
+from ..viz.files import check_new_file, check_new_folder, save_image_files, save_npz
 from ..viz.grid import save_gif, save_grid, save_strip
 from ..viz.points import points_gif, trajectory_plot
 from ..viz.samples import save_samples
@@ -44,7 +45,26 @@ def add_parser(sub) -> None:
     g.add_argument("--pattern", default=None, help='discrete diffusion (words): infill a pattern, e.g. "c__t"')
     g.add_argument("--show-intermediate", action="store_true", help="save the denoising strip x_T ... x_0")
     g.add_argument("--gif", action="store_true", help="save a GIF of the reverse process")
+    add_file_flags(p)
     p.set_defaults(func=run)
+
+
+def add_file_flags(p) -> None:
+    f = p.add_argument_group("samples as files, for FID tools (beside the grid)")
+    f.add_argument("--save-images", default=None, metavar="DIR",
+                   help="one PNG per image (000000.png, ...; grey as 8-bit L, colour as RGB), the folder layout "
+                   "clean-fid, torch-fidelity and pytorch-fid read, then DIR/samples.csv (index,file,class,prompt,"
+                   "seed; written last). The seed column is --seed: all images come from one random stream, so "
+                   "image i is reproduced by the same command (same --seed, --num-images and sampling flags, same "
+                   "device kind) and cannot be drawn alone. Images only (not points or words)")
+    f.add_argument("--npz", default=None, metavar="FILE",
+                   help="all samples in one file, np.savez(FILE, arr_0=...): images as uint8 NxHxWxC, channel-last "
+                   "(grey: NxHxWx1), as the guided-diffusion evaluator (evaluations/evaluator.py) reads; that "
+                   "evaluator takes 3 channels only, so repeat a grey channel first: np.repeat(arr_0, 3, axis=3). "
+                   "Points models: float32 NxD (toy 2-D data: Nx2). Not for words")
+    f.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --npz FILE, and the numbered PNGs and samples.csv of a non-empty "
+                   "--save-images DIR (other files there are kept); without it either is refused")
 
 
 GAUSSIAN = ("diffusion", "toy-diffusion")  # families sampled by genlab.diffusion.samplers
@@ -109,6 +129,8 @@ def run(args) -> int:
             raise GenlabError("--eta applies to Gaussian diffusion (DDIM) only")
         if args.label is not None:
             kw["y"] = torch.full((args.num_images,), args.label, dtype=torch.long)
+        elif model.num_classes:  # the model's own default, made explicit so samples.csv can list the classes
+            kw["y"] = torch.arange(args.num_images) % model.num_classes
         if args.pattern is not None:
             tokens, fixed = model.pattern_to_tokens(args.pattern)
             kw["fixed"] = tokens.expand(args.num_images, -1).to(model.device)
@@ -132,25 +154,18 @@ def run(args) -> int:
             kw["classifier_scale"] = 1.0 if args.classifier_scale is None else args.classifier_scale
         elif args.classifier_scale is not None:
             raise GenlabError("--classifier-scale needs --classifier (a noisy-classifier run folder)")
-        classes = kw["classifier"].num_classes if "classifier" in kw else model.num_classes
-        if args.label is not None:
-            kw["y"] = torch.full((args.num_images,), args.label, dtype=torch.long)
-        elif classes:
-            # no --class on a conditional model (or with a classifier): one row per class
-            nrow = max(1, args.num_images // classes)
-            kw["y"] = torch.arange(classes).repeat_interleave(nrow)
-            if nrow * classes != args.num_images:
-                # said now (the run may take minutes); whether the other options are valid is checked as it starts
-                print(f"no --class given: a per-class grid of {nrow} image(s) for each of the {classes} classes, "
-                      f"so {nrow * classes} images instead of --num-images {args.num_images}")
-            args.num_images = nrow * classes
+        nrow = class_labels(args, kw, kw["classifier"].num_classes if "classifier" in kw else model.num_classes)
         if args.show_intermediate or args.gif:
             kw["return_intermediates"] = 10 if not args.gif else 50
+    elif model.family == "gan" and not any(v is not None for v in diffusion_only.values()) and not (
+            args.show_intermediate or args.gif):
+        nrow = class_labels(args, kw, model.num_classes)  # one network call per image: no sampler options
     else:
         given = [k for k, v in diffusion_only.items() if v is not None] + (["class"] if args.label is not None else [])
         if given or args.show_intermediate or args.gif:
             raise GenlabError(f"--{', --'.join(given) or 'show-intermediate/--gif'} only apply to diffusion "
                               f"checkpoints; {args.checkpoint} holds a '{model.family}' model")
+    check_files(model, args, out)
     if model.data_kind != "image":  # points and tokens: a scatter plot, words or decoded image tokens
         return _sample_generic(model, args, out, kw)
     g = generator(args.seed)
@@ -166,6 +181,7 @@ def run(args) -> int:
     print(f"{args.num_images} images in {seconds:.1f} s ({args.num_images / seconds:.1f} images/s)")
     layout = f" (no --class given: one row per class 0..{len(images) // nrow - 1})" if nrow else ""
     print(f"wrote {save_grid(images, out / 'grid.png', nrow=nrow)}{layout}")
+    write_files(images, args, kw)
     if frames:
         k = min(8, args.num_images)
         if args.show_intermediate:
@@ -177,12 +193,30 @@ def run(args) -> int:
     return 0
 
 
+def class_labels(args, kw: dict, classes: int) -> int | None:
+    """kw["y"] from --class; a per-class grid (one row per class) when a conditional model gets none."""
+    if args.label is not None:
+        kw["y"] = torch.full((args.num_images,), args.label, dtype=torch.long)
+        return None
+    if not classes:
+        return None
+    nrow = max(1, args.num_images // classes)
+    kw["y"] = torch.arange(classes).repeat_interleave(nrow)
+    if nrow * classes != args.num_images:
+        # said now (the run may take minutes); whether the other options are valid is checked as it starts
+        print(f"no --class given: a per-class grid of {nrow} image(s) for each of the {classes} classes, "
+              f"so {nrow * classes} images instead of --num-images {args.num_images}")
+    args.num_images = nrow * classes
+    return nrow
+
+
 def _sample_generic(model, args, out: Path, kw) -> int:
     """Families whose samples are not images: points (a scatter plot) and tokens (words, decoded images)."""
     g = generator(args.seed)
     samples = model.sample(args.num_images, generator=g, **kw)
     samples, frames = samples if isinstance(samples, tuple) else (samples, None)
-    paths = save_samples(model.present(samples), out / "samples.png")
+    shown = model.present(samples)
+    paths = save_samples(shown, out / "samples.png")
     if frames and model.data_kind == "points":  # the reverse process: trajectories (and a GIF)
         paths.append(trajectory_plot([(frames, "reverse trajectories")], out / "reverse_trajectories.png"))
         if args.gif:
@@ -191,4 +225,44 @@ def _sample_generic(model, args, out: Path, kw) -> int:
         if p.suffix == ".txt":
             print(p.read_text().rstrip())
         print(f"wrote {p}")
+    write_files(shown, args, kw)
     return 0
+
+
+def sample_kind(model) -> str:
+    """What `model.present(model.sample(...))` is: 'images', 'points' or 'text' (words)."""
+    if model.data_kind == "points":
+        return "points"
+    return "text" if model.data_kind == "tokens" and not getattr(model, "is_image", False) else "images"
+
+
+def check_files(model, args, out: Path) -> None:
+    """--save-images / --npz, before sampling: refused for samples they cannot hold or over earlier files."""
+    kind, what = sample_kind(model), f"{args.checkpoint} holds a '{model.family}' model"
+    if kind == "text" and args.save_images:
+        raise GenlabError(f"--save-images writes images, and {what} of words; its samples are printed and "
+                          f"written to {out / 'samples.txt'}")
+    if kind == "text" and args.npz:
+        raise GenlabError(f"--npz writes an array of images or points, and {what} of words; its samples are "
+                          f"printed and written to {out / 'samples.txt'}")
+    if kind == "points" and args.save_images:
+        raise GenlabError(f"--save-images writes images, and {what} of points; --npz FILE saves them as a float32 "
+                          "NxD array")
+    if args.save_images:
+        if Path(args.save_images).resolve() == out.resolve():
+            raise GenlabError(f"--save-images {args.save_images} is the --out folder, where grid.png would be "
+                              f"scored as a sample; use a folder of its own, e.g. {out / 'images'}")
+        check_new_folder(args.save_images, args.overwrite)
+    if args.npz:
+        check_new_file(args.npz, args.overwrite)
+
+
+def write_files(samples, args, kw) -> None:
+    """--save-images and --npz: every path that samples calls this with what it drew (images or points)."""
+    y = kw.get("y")
+    labels = y.tolist() if isinstance(y, torch.Tensor) and y.dim() == 1 else None
+    if args.save_images:
+        paths = save_image_files(samples, args.save_images, labels=labels, seed=args.seed)
+        print(f"wrote {len(paths) - 1} PNGs and {paths[-1]}")
+    if args.npz:
+        print(f"wrote {save_npz(samples, args.npz)}")

@@ -60,6 +60,9 @@ def run(args) -> int:
 
     cls = MODELS[args.family]
     file_cfg = load_config_file(args.config)
+    family = file_cfg.pop("family", args.family)  # a recipe may say which family it is for
+    if family != args.family:
+        raise GenlabError(f"config file {args.config} is a recipe for `genlab train {family}`, not {args.family}")
     args.out = args.out or file_cfg.pop("out", None)
     stored = read_config(args.out or f"runs/{args.family}-{args.dataset or cls.default_dataset}") if args.resume else {}
     if stored and stored["family"] != args.family:

@@ -9,11 +9,11 @@ import torch
 from ..diffusion.schedules import make_schedule
 from ..errors import GenlabError
 from ..figures.diffusion import forward_panel, schedule_plot
-from . import visualize_discrete, visualize_latent, visualize_samplers, visualize_toy2d
+from . import visualize_discrete, visualize_gan, visualize_latent, visualize_samplers, visualize_toy2d
 from .common import add_data_flags, generator, load_data
 
 # the other kinds, one module each: name -> help text in module.KINDS, parser from module.add_visualize_parser
-KIND_MODULES = (visualize_latent, visualize_samplers, visualize_toy2d, visualize_discrete)
+KIND_MODULES = (visualize_latent, visualize_samplers, visualize_gan, visualize_toy2d, visualize_discrete)
 
 
 def _timesteps(text: str) -> list[int]:

@@ -3,7 +3,9 @@
 Every shape is scaled by one fixed affine map (mean and isotropic std of a
 100k-point reference sample) to roughly zero mean and unit std, so models
 can use the same noise scale for all of them and train/test share one map.
-Shapes with natural components carry labels (moons: 2, 8gaussians: 8, rings: 3).
+Shapes with natural components carry labels (moons: 2, 8gaussians: 8, grid25: 25, rings: 3).
+The two Gaussian mixtures also know their modes (`mode_coverage`): the mode-collapse test beds of
+the GAN literature (Metz et al. 2017; Srivastava et al. 2017, VEEGAN; Lin et al. 2018, PacGAN).
 """
 
 from __future__ import annotations
@@ -45,6 +47,22 @@ def eight_gaussians(n, rng):
     return x, y
 
 
+def grid25(n, rng):
+    """Mixture of 25 narrow Gaussians on a 5x5 grid with spacing 1 (centres -2..2)."""
+    y = rng.integers(25, size=n)
+    return _grid_centres()[y] + 0.05 * rng.standard_normal((n, 2)), y
+
+
+def _ring_centres():
+    angle = np.arange(8) * (np.pi / 4)
+    return np.stack([np.cos(angle), np.sin(angle)], 1)
+
+
+def _grid_centres():
+    k = np.arange(25)
+    return np.stack([k // 5 - 2, k % 5 - 2], 1).astype(np.float64)
+
+
 def checkerboard(n, rng):
     """Uniform on the black cells of a 4x4 board."""
     x1 = rng.uniform(-2, 2, n)
@@ -61,15 +79,39 @@ def rings(n, rng):
     return x, y
 
 
-TOY_SHAPES = {"swiss_roll": swiss_roll, "moons": moons, "8gaussians": eight_gaussians,
+TOY_SHAPES = {"swiss_roll": swiss_roll, "moons": moons, "8gaussians": eight_gaussians, "grid25": grid25,
               "checkerboard": checkerboard, "rings": rings}
-NUM_CLASSES = {"moons": 2, "8gaussians": 8, "rings": 3}
+NUM_CLASSES = {"moons": 2, "8gaussians": 8, "grid25": 25, "rings": 3}
+# mixtures of Gaussians: (centres in data units, the std of each component)
+MODES = {"8gaussians": (_ring_centres, 0.08), "grid25": (_grid_centres, 0.05)}
 
 
 @lru_cache(maxsize=None)
 def _standardiser(shape: str) -> tuple[np.ndarray, float]:
     ref, _ = TOY_SHAPES[shape](100_000, np.random.default_rng(12345))
     return ref.mean(0), float(ref.std())
+
+
+def mode_coverage(points: torch.Tensor, shape: str, min_count: int | None = None) -> dict[str, float]:
+    """How many modes a sample of a Gaussian mixture covers, and how many of its points are good.
+
+    Points are in the standardised units load_toy2d returns. A point is *high quality* when it lies
+    within 3 std of its nearest mode's centre; a mode is *covered* when at least min_count high-quality
+    points fall on it (VEEGAN's rule, 20 of 2,500 samples, scaled to len(points) by default).
+    Returns modes (covered), num_modes, high_quality (fraction of all points).
+    """
+    if shape not in MODES:
+        raise GenlabError(f"toy2d shape {shape!r} has no modes to count; use one of: {', '.join(MODES)}")
+    centres_fn, sigma = MODES[shape]
+    mean, std = _standardiser(shape)
+    centres = torch.from_numpy((centres_fn() - mean) / std)
+    d = torch.cdist(points.double().reshape(-1, 2), centres)
+    nearest, dist = d.argmin(1), d.min(1).values
+    good = dist < 3 * sigma / std
+    min_count = max(1, round(20 * len(points) / 2500)) if min_count is None else min_count
+    counts = torch.bincount(nearest[good], minlength=len(centres))
+    return {"modes": int((counts >= min_count).sum()), "num_modes": len(centres),
+            "high_quality": float(good.double().mean()) if len(points) else 0.0}
 
 
 def load_toy2d(split: str = "train", shape: str = "swiss_roll", n: int | None = None, seed: int = 0) -> TensorDataset:

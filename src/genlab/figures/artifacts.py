@@ -15,8 +15,10 @@ from pathlib import Path
 import torch
 
 from .classifier import accuracy_vs_t_figure, confusion_figure
+from .colorize import colorize_artifacts
 from .diffusion import ddpm_artifacts
 from .discrete import discrete_artifacts
+from .gan import gan_artifacts, toy_gan_artifacts
 from .latent import save_latent_artifacts
 from .toy2d import toy_artifacts
 
@@ -30,6 +32,9 @@ ARTIFACTS = {
     "diffusion": ddpm_artifacts,
     "toy-diffusion": toy_artifacts,
     "discrete": discrete_artifacts,
+    "gan": gan_artifacts,
+    "toy-gan": toy_gan_artifacts,
+    "colorize": colorize_artifacts,
 }
 
 

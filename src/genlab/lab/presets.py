@@ -12,12 +12,17 @@ from dataclasses import dataclass, field
 from ..diffusion.samplers import available
 from ..errors import GenlabError
 
-STAGES = ("classifier", "ae", "vae", "hvae", "ddpm", "sweep")
-FAMILY = {"classifier": "classifier", "ae": "ae", "vae": "vae", "hvae": "hvae", "ddpm": "diffusion"}
-TITLE = {"classifier": "Classifier", "ae": "AE", "vae": "VAE", "hvae": "HVAE", "ddpm": "DDPM",
+STAGES = ("classifier", "ae", "vae", "hvae", "ddpm", "gan", "sweep")
+FAMILY = {"classifier": "classifier", "ae": "ae", "vae": "vae", "hvae": "hvae", "ddpm": "diffusion", "gan": "gan"}
+TITLE = {"classifier": "Classifier", "ae": "AE", "vae": "VAE", "hvae": "HVAE", "ddpm": "DDPM", "gan": "GAN",
          "sweep": "KL-weight sweep"}
 ROW_FILE = "lab_row.json"
 LOCK_FILE = ".run-all.lock"
+
+
+# the unconditional GAN recipe (configs/gan_fashion_mnist_cpu.json; chosen in benchmarks/gan_losses.md)
+GAN_RECIPE = dict(loss="hinge", spectral_norm=True, z_dim=64, g_width=64, d_width=64)
+GAN_TRAIN = dict(lr=2e-4, batch_size=64, warmup_steps=0, ema_decay=0.999)
 
 
 @dataclass
@@ -99,6 +104,7 @@ def tiny(dataset: str | None = None) -> Preset:
             "ddpm": Stage(dict(_unet(size, 8), timesteps=100, conditional=True, sampler=sampler["sampler"],
                                sample_steps=min(sampler["steps"], 10)),
                           dict(steps, lr=1e-3, max_steps=8, max_minutes=0.5)),
+            "gan": Stage(dict(z_dim=8, g_width=8, d_width=8), dict(steps, lr=2e-4)),
         },
         sweep=Sweep(values=(0.5, 1.0, 2.0)),
         sampler=dict(sampler, steps=min(sampler["steps"], 10)),
@@ -129,6 +135,8 @@ def quick(dataset: str | None = None) -> Preset:
             "ddpm": Stage(dict(_unet(size, 16), conditional=True, prediction="v", weighting="min_snr",
                                sampler=sampler["sampler"], sample_steps=sampler["steps"], sample_bf16=True),
                           dict(base, batch_size=32, lr=2e-3, warmup_steps=100, max_minutes=4.0)),
+            # the recipe of configs/gan_fashion_mnist_cpu.json (benchmarks/gan_losses.md), at 1 CPU-minute
+            "gan": Stage(GAN_RECIPE, dict(base, **GAN_TRAIN, max_minutes=1.0)),
         },
         sweep=Sweep(values=(0.5, 1.0, 2.0)),
         sampler=sampler,
@@ -155,6 +163,7 @@ def full(dataset: str | None = None) -> Preset:
                                attn_resolutions=(size // 4,), dropout=0.1, conditional=True, prediction="v",
                                sampler=sampler["sampler"], sample_steps=sampler["steps"]),
                           dict(base, epochs=40, lr=2e-4, warmup_steps=1000)),
+            "gan": Stage(GAN_RECIPE, dict(base, **GAN_TRAIN, epochs=40)),
         },
         sweep=Sweep(values=(0.5, 1.0, 2.0)),
         sampler=sampler,

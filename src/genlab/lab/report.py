@@ -64,9 +64,11 @@ def _pictures(rows: list[dict]) -> list[str]:
             continue
         pics = dict(r.get("pictures", []))
         out += [f"### {r['title']}", "", _links(r), ""]
-        for label in ("prior samples", "reconstructions", "confusion"):
+        for label in ("prior samples", "samples", "interpolation", "reconstructions", "confusion"):
             if label in pics:
                 what = {"prior samples": "samples (decoded z ~ N(0, I))",
+                        "samples": "samples G(z), z ~ N(0, I) (the first 64 of those scored by FID)",
+                        "interpolation": "G(slerp(z0, z1, a)): walks between two latents, one per row",
                         "reconstructions": "test inputs (odd rows) and reconstructions (even rows)",
                         "confusion": "confusion matrix on the test split"}[label]
                 out += [f"{what}:", "", _img(label, pics[label]), ""]

@@ -280,7 +280,11 @@ class Lab:
                 pictures.insert(0, ["samples", _rel(save_grid(grid[0], folder / "samples_grid.png",
                                                               nrow=grid[1]), self.out)])
             else:  # the prior samples of the family's pictures are the grid; these n are for FID only
-                fid, _, _ = self._fid(model, TITLE[key])
+                fid, samples, took = self._fid(model, TITLE[key])
+                if key == "gan":  # a GAN's pictures are walks and class rows: its samples grid comes from here
+                    row["sample_seconds"] = took
+                    pictures.insert(0, ["samples", _rel(save_grid(samples[:64], folder / "samples_grid.png"),
+                                                        self.out)])
             row["fid"] = fid
         row["eval_seconds"] = time.time() - t0
         row["pictures"] = pictures
@@ -372,7 +376,7 @@ class Lab:
         if kept:
             self.log(f"--resume: keeping the finished stages {', '.join(kept)}")
         if ("classifier" not in stages or "classifier" in kept) and any(
-                s in stages for s in ("vae", "hvae", "ddpm", "sweep")):
+                s in stages for s in ("vae", "hvae", "ddpm", "gan", "sweep")):
             self._feature_network()
         done = list(kept)
         try:

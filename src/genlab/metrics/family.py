@@ -9,6 +9,7 @@ when the family is not listed here.
 
 from __future__ import annotations
 
+from .colorize import colorization_metrics
 from .likelihood import evaluate_latent_model
 from .reconstruction import reconstruction_metrics
 from .text import discrete_metrics
@@ -25,6 +26,7 @@ EVALUATORS = {
     "vae": _latent,
     "hvae": _latent,
     "discrete": discrete_metrics,
+    "colorize": colorization_metrics,
 }
 
 

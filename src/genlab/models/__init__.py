@@ -7,7 +7,7 @@ from .base import MODELS, GenerativeModel, OptimizerSpec, config_from_dict, regi
 
 # module name per family, imported on first use (`genlab --help` stays fast)
 _FAMILY_MODULES = ["diffusion", "classifier", "autoencoder", "vae", "hvae", "discrete", "toy_diffusion",
-                   "noisy_classifier"]
+                   "noisy_classifier", "gan", "toy_gan", "colorize"]
 
 
 def load_all() -> dict:

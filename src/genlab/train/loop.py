@@ -17,6 +17,7 @@ DDP under torchrun.
 
 from __future__ import annotations
 
+import math
 import random
 import signal
 import threading
@@ -280,6 +281,8 @@ class Run:
         saved = self.out is not None and (self.out / WEIGHTS).exists()
         where = (f"; the last good checkpoint in {self.out} is kept" if saved
                  else "; no checkpoint was written yet" if self.out is not None else "")
+        if not all(math.isfinite(v) for v in values.values()):
+            where = self.blown_networks() + where
         check_finite(values, s.step, s.epoch + (s.batch_in_epoch > 0), where)  # at an epoch's end epoch counts it
         factor = lr_factor(s.step, self.cfg, self.total_steps)  # the rate(s) the next step uses
         lrs = {("lr" if len(self.optimizers) == 1 else f"lr_{k}"): o.param_groups[0]["base_lr"] * factor
@@ -293,14 +296,22 @@ class Run:
         if self.out is None:
             return
         if nonfinite(self.model.named_parameters()):
-            raise GenlabError(f"the weights became inf/NaN at step {self.state.step}; not saving them over the "
-                              f"checkpoint in {self.out}. Try a lower --lr, --grad-clip 1.0 or --precision fp32")
+            raise GenlabError(f"the weights became inf/NaN at step {self.state.step}{self.blown_networks()}; not "
+                              f"saving them over the checkpoint in {self.out}. Try a lower --lr, --grad-clip 1.0 or "
+                              "--precision fp32")
         rng = rng_state()  # every rank takes part: it gathers each rank's noise stream
         if not self.main:
             return
         state = {**training_state(self.state, self.elapsed(), self.optimizers, self.ema), "rng": rng}
         save_checkpoint(self.out, self.model, self.ema.model if self.ema else None, state, self.meta)
         self.log.flush()
+
+    def blown_networks(self) -> str:
+        """'; inf/NaN weights in: generator' for the networks (top-level submodules) whose weights diverged."""
+        if len(self.optimizers) < 2:  # one network: nothing to tell apart
+            return ""
+        broken = sorted({name.split(".")[0] for name in nonfinite(self.model.named_parameters())})
+        return f"; inf/NaN weights in: {', '.join(broken)}" if broken else ""
 
     def save_samples(self, name: str) -> None:
         sampler = self.ema.model if self.ema else self.model
